@@ -1,0 +1,65 @@
+"""imagegen_nb: make images with diffusion models in notebooks, and see how they work.
+
+>>> import imagegen_nb as ig
+>>> image = ig.generate("a red circle", seed=0)
+>>> image.size, ig.recipe(image)["prompt"]
+((64, 64), 'a red circle')
+
+Public names are imported on first use, so `import imagegen_nb` does not import torch or diffusers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> (module, attribute); attribute None means the module itself
+_LAZY: dict[str, tuple[str, str | None]] = {
+    "generate": ("tasks", "generate"),
+    "edit": ("tasks", "edit"),
+    "inpaint": ("tasks", "inpaint"),
+    "control": ("tasks", "control"),
+    "preprocess": ("preprocessors", "preprocess"),
+    "recipe": ("recipes", "recipe"),
+    "save": ("recipes", "save"),
+    "regenerate": ("recipes", "regenerate"),
+    "Recipe": ("recipes", "Recipe"),
+    "models": ("registry", "models"),
+    "set_device": ("devices", "set_device"),
+    "Run": ("steps", "Run"),
+    "grid": ("display", "grid"),
+    "cache": ("cache", None),
+    "registry": ("registry", None),
+    "devices": ("devices", None),
+    "steps": ("steps", None),
+    "tiny": ("tiny", None),
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'imagegen_nb' has no attribute {name!r}")
+    module_name, attr = _LAZY[name]
+    module = importlib.import_module(f".{module_name}", __name__)
+    value = module if attr is None else getattr(module, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from . import cache, devices, registry, steps, tiny
+    from .display import grid
+    from .devices import set_device
+    from .preprocessors import preprocess
+    from .recipes import Recipe, recipe, regenerate, save
+    from .registry import models
+    from .steps import Run
+    from .tasks import control, edit, generate, inpaint

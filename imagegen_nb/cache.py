@@ -1,0 +1,320 @@
+"""The shared pipeline cache: each model loads once; its text-to-image, image-to-image, inpainting and ControlNet
+pipelines are derived from it with `AutoPipelineFor*.from_pipe`, so they hold the very same weights.
+
+>>> import imagegen_nb as ig
+>>> _ = ig.generate("a red circle", seed=0)
+>>> "tiny" in [m["model"] for m in ig.cache.info()["models"]]
+True
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import warnings
+from collections import OrderedDict
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import devices, registry
+from .errors import ModelNotFoundError, UnsafeModelFileError
+
+log = logging.getLogger(__name__)
+
+_PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
+
+
+@dataclass
+class Entry:
+    """One loaded model: its base pipeline and the task pipelines derived from it."""
+
+    name: str  # what the user called it ("tiny", a Hub id or a folder)
+    location: str
+    family: registry.Family
+    base: Any
+    placement: devices.Placement
+    offloaded: bool = False
+    tasks: dict[tuple[str, str | None], Any] = field(default_factory=dict)  # (task, controlnet) -> pipeline
+    nbytes: int = 0
+
+
+def _param_bytes(*modules) -> int:
+    seen, total = set(), 0
+    for m in modules:
+        for p in m.parameters() if hasattr(m, "parameters") else []:
+            if p.data_ptr() not in seen:
+                seen.add(p.data_ptr())
+                total += p.numel() * p.element_size()
+    return total
+
+
+def _pipe_modules(pipe) -> list:
+    import torch
+
+    return [c for c in pipe.components.values() if isinstance(c, torch.nn.Module)]
+
+
+@contextmanager
+def _quiet_diffusers():
+    """Loading logs warnings meant for pipeline authors (e.g. that a T5 encoder is not CLIP); keep notebooks clean."""
+    from diffusers.utils import logging as dlog
+    from transformers.utils import logging as tlog
+
+    levels = dlog.get_verbosity(), tlog.get_verbosity()
+    bars = dlog.is_progress_bar_enabled(), tlog.is_progress_bar_enabled()
+    dlog.set_verbosity_error()
+    tlog.set_verbosity_error()
+    dlog.disable_progress_bar()
+    tlog.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            yield
+    finally:
+        dlog.set_verbosity(levels[0])
+        tlog.set_verbosity(levels[1])
+        if bars[0]:
+            dlog.enable_progress_bar()
+        if bars[1]:
+            tlog.enable_progress_bar()
+
+
+class PipelineCache:
+    """Loaded models, least recently used first; the lock serializes runs (widgets call from a thread)."""
+
+    def __init__(self, budget_bytes: int | None = None):
+        self._entries: OrderedDict[str, Entry] = OrderedDict()
+        self._controlnets: dict[tuple[str, str], Any] = {}
+        self.lock = threading.RLock()
+        self.budget_bytes = budget_bytes  # None: 90% of free GPU memory, or half the RAM on CPU
+        self.loads = 0  # how many models were loaded from disk (benchmarks check a warm cache loads nothing)
+
+    # -- public ----------------------------------------------------------------------------------------------
+    def info(self) -> dict:
+        """Models and task pipelines loaded, device, dtype and bytes of parameters."""
+        with self.lock:
+            placement = devices.current()
+            return {
+                "device": placement.device, "dtype": placement.dtype, "memory": placement.memory,
+                "models": [{"model": e.name, "family": e.family.name, "device": e.placement.device,
+                            "dtype": e.placement.dtype, "offloaded": e.offloaded, "bytes": e.nbytes,
+                            "pipelines": [t if cn is None else f"{t}+{cn}" for t, cn in e.tasks]}
+                           for e in self._entries.values()],
+                "controlnets": [f"{fam}:{cid}" for fam, cid in self._controlnets],
+                "bytes": sum(e.nbytes for e in self._entries.values()),
+            }
+
+    def clear(self) -> None:
+        """Unload every model (frees their memory)."""
+        with self.lock:
+            self._entries.clear()
+            self._controlnets.clear()
+            _free_memory()
+
+    def evict(self, model: str | None) -> bool:
+        """Unload one model (None: the built-in one); True if it was loaded."""
+        name = registry.BUILTIN if model is None else str(model)
+        with self.lock:
+            found = self._entries.pop(name, None) is not None
+            if found:
+                _free_memory()
+            return found
+
+    def __contains__(self, model) -> bool:
+        return (registry.BUILTIN if model is None else str(model)) in self._entries
+
+    # -- used by the task functions --------------------------------------------------------------------------
+    def entry(self, model, *, dtype=None, allow_pickle: bool = False) -> Entry:
+        name = registry.BUILTIN if model is None else str(model)
+        with self.lock:
+            if name in self._entries:
+                self._entries.move_to_end(name)
+                return self._entries[name]
+            entry = self._load(name, dtype=dtype, allow_pickle=allow_pickle)
+            self._entries[name] = entry
+            return entry
+
+    def pipeline(self, model, task: str, *, controlnet: str | None = None, dtype=None, allow_pickle=False):
+        """The pipeline of `model` for `task` ("generate", "edit", "inpaint", "control"), derived once and kept."""
+        entry = self.entry(model, dtype=dtype, allow_pickle=allow_pickle)
+        entry.family.check_task(task)
+        key = (task, controlnet if task == "control" else None)
+        with self.lock:
+            if key not in entry.tasks:
+                entry.tasks[key] = self._derive(entry, task, controlnet)
+            return entry, entry.tasks[key]
+
+    # -- loading ---------------------------------------------------------------------------------------------
+    def _load(self, name: str, *, dtype, allow_pickle: bool) -> Entry:
+        from diffusers import DiffusionPipeline
+
+        location, family = _resolve(name, allow_pickle)
+        placement = devices.current()
+        if dtype is not None:
+            placement = devices.Placement(placement.device, devices._dtype_name(dtype), placement.memory)
+        kwargs: dict[str, Any] = {"dtype": placement.torch_dtype}
+        if not allow_pickle:
+            kwargs["use_safetensors"] = True
+        try:
+            with _quiet_diffusers():
+                if Path(location).is_file():
+                    cls = getattr(__import__("diffusers"), family.pipeline)
+                    pipe = cls.from_single_file(location, **kwargs)
+                else:
+                    pipe = DiffusionPipeline.from_pretrained(location, **kwargs)
+        except (OSError, ValueError) as err:
+            if Path(location).exists():
+                raise ModelNotFoundError(f"could not load {name!r} from {location}: {err}") from err
+            raise ModelNotFoundError(registry.no_download_message(name, err)) from None
+        self.loads += 1
+        nbytes = _param_bytes(*_pipe_modules(pipe))
+        self._make_room(nbytes, placement)
+        offloaded = _place(pipe, placement, nbytes)
+        pipe.set_progress_bar_config(disable=True)
+        log.info("loaded %s (%s, %.1f MB) on %s", name, family.name, nbytes / 1e6, placement.device)
+        entry = Entry(name, location, family, pipe, placement, offloaded, nbytes=nbytes)
+        entry.tasks[("generate", None)] = pipe
+        return entry
+
+    def _budget(self, placement: devices.Placement) -> int:
+        if self.budget_bytes is not None:
+            return self.budget_bytes
+        free = devices.free_gpu_bytes(placement.device)
+        if free is not None:
+            return int(0.9 * (free + sum(e.nbytes for e in self._entries.values() if not e.offloaded)))
+        try:
+            return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.5)
+        except (ValueError, OSError, AttributeError):
+            return 1 << 62
+
+    def _make_room(self, nbytes: int, placement: devices.Placement) -> None:
+        """Evict least recently used models until `nbytes` more fit the budget."""
+        budget = self._budget(placement)
+        while self._entries and sum(e.nbytes for e in self._entries.values()) + nbytes > budget:
+            name, _ = self._entries.popitem(last=False)
+            log.info("evicted %s to make room", name)
+            _free_memory()
+
+    def _derive(self, entry: Entry, task: str, controlnet: str | None):
+        """A task pipeline sharing the base's modules. The Auto form keeps their dtype; a class-specific
+        `from_pipe` would default to float32 and cast the shared fp16 weights in place (diffusers#12754)."""
+        from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image
+
+        base = entry.base
+        with _quiet_diffusers():
+            if task == "generate":
+                return base
+            if task == "edit":
+                pipe = AutoPipelineForImage2Image.from_pipe(base)
+            elif task == "inpaint":
+                pipe = AutoPipelineForInpainting.from_pipe(base)
+            elif task == "control":
+                cn = self.controlnet(entry, controlnet)
+                pipe = AutoPipelineForText2Image.from_pipe(base, controlnet=cn)
+            else:
+                raise ValueError(f"unknown task {task!r}; choose one of {', '.join(registry.TASKS)}")
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def controlnet(self, entry: Entry, controlnet: str):
+        """A ControlNet model, loaded once per (family, id) and placed like its base model."""
+        key = (entry.family.name, controlnet)
+        if key in self._controlnets:
+            return self._controlnets[key]
+        location = controlnet
+        if controlnet.startswith("builtin:"):
+            from .tiny import controlnet_path
+
+            location = str(controlnet_path(controlnet.split(":", 1)[1]))
+        cls = _controlnet_class(entry.family)
+        try:
+            with _quiet_diffusers():
+                cn = cls.from_pretrained(location, dtype=entry.placement.torch_dtype, use_safetensors=True)
+        except (OSError, ValueError) as err:
+            if Path(location).exists():
+                raise ModelNotFoundError(f"could not load ControlNet {controlnet!r}: {err}") from err
+            raise ModelNotFoundError(registry.no_download_message(controlnet, err)) from None
+        if not entry.offloaded:
+            cn.to(entry.placement.device)
+        entry.nbytes += _param_bytes(cn)
+        self._controlnets[key] = cn
+        return cn
+
+
+def _controlnet_class(family: registry.Family):
+    import diffusers
+
+    name = {"StableDiffusion3Pipeline": "SD3ControlNetModel", "FluxPipeline": "FluxControlNetModel",
+            "ZImagePipeline": "ZImageControlNetModel"}.get(family.pipeline, "ControlNetModel")
+    return getattr(diffusers, name)
+
+
+def _resolve(name: str, allow_pickle: bool) -> tuple[str, registry.Family]:
+    path = Path(name).expanduser()
+    if path.suffix.lower() in _PICKLE_SUFFIXES:
+        if not allow_pickle:
+            raise UnsafeModelFileError(
+                f"{name!r} is a pickle file ({path.suffix}), which can run arbitrary code when loaded; imagegen_nb "
+                "loads safetensors only. Convert it to safetensors, or pass allow_pickle=True if you trust it.")
+        if not path.is_file():
+            raise ModelNotFoundError(f"no file at {name!r}")
+        return str(path), registry.FAMILIES["sd15"]
+    if path.suffix.lower() == ".safetensors":
+        if not path.is_file():
+            raise ModelNotFoundError(f"no file at {name!r}")
+        return str(path), registry.FAMILIES["sd15"]
+    return registry.resolve(None if name == registry.BUILTIN else name)
+
+
+def _place(pipe, placement: devices.Placement, nbytes: int) -> bool:
+    """Move the pipeline to its device, or turn on CPU offload where the policy says so; True if offloaded."""
+    if placement.device == "cpu":
+        return False
+    policy = placement.memory
+    if policy == "auto":
+        free = devices.free_gpu_bytes(placement.device)
+        # Weights plus room for activations: at less than ~1.3x the weights, offload (Colab's T4 with SDXL/FLUX).
+        policy = "offload" if free is not None and nbytes * 1.3 > free else "gpu"
+    if policy == "offload":
+        pipe.enable_model_cpu_offload(device=placement.device)
+        return True
+    if policy == "sequential":
+        pipe.enable_sequential_cpu_offload(device=placement.device)
+        return True
+    pipe.to(placement.device)
+    return False
+
+
+def _free_memory() -> None:
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+shared = PipelineCache()  # the one cache every task function, widget and lesson uses
+
+
+def info() -> dict:
+    """What the shared cache holds: models, their task pipelines, device, dtype, bytes of parameters."""
+    return shared.info()
+
+
+def clear() -> None:
+    """Unload every model from the shared cache."""
+    shared.clear()
+
+
+def evict(model: str | None = None) -> bool:
+    """Unload one model (None: the built-in one) from the shared cache; True if it was loaded."""
+    return shared.evict(model)

@@ -1,0 +1,113 @@
+"""Images, masks and control maps in every form users pass them, and the errors for the ones we cannot use."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+
+def to_image(image, name: str = "image") -> Image.Image:
+    """An RGB PIL image from a PIL image of any mode, a path, or a numpy array (H, W), (H, W, 3|4) of uint8 or
+    0-1 floats. RGBA is composited on white, L and P are converted: diffusion models take RGB."""
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image)
+        if not path.exists():
+            raise FileNotFoundError(f"{name}: no file at {str(path)!r}")
+        try:
+            image = Image.open(path)
+            image.load()
+        except Exception as err:
+            raise ValueError(f"{name}: {str(path)!r} is not an image PIL can read ({err})") from None
+    elif isinstance(image, np.ndarray):
+        image = _array_to_pil(image, name)
+    elif not isinstance(image, Image.Image):
+        raise TypeError(f"{name} must be a PIL image, a numpy array or a path, not {type(image).__name__}")
+    if image.width == 0 or image.height == 0:
+        raise ValueError(f"{name} is empty ({image.width}x{image.height})")
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size, (255, 255, 255))
+        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        return canvas
+    return image.convert("RGB")
+
+
+def _array_to_pil(arr: np.ndarray, name: str) -> Image.Image:
+    if arr.size == 0:
+        raise ValueError(f"{name} is an empty array (shape {arr.shape})")
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
+        raise ValueError(f"{name} array must be (H, W), (H, W, 3) or (H, W, 4), not shape {arr.shape}")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8) * 255
+    elif np.issubdtype(arr.dtype, np.floating):
+        if arr.min() < 0 or arr.max() > 1:
+            raise ValueError(f"{name} float array must hold values in [0, 1], got [{arr.min():.3g}, {arr.max():.3g}]")
+        arr = np.round(arr * 255).astype(np.uint8)
+    elif arr.dtype != np.uint8:
+        if arr.min() < 0 or arr.max() > 255:
+            raise ValueError(f"{name} integer array must hold values in [0, 255]")
+        arr = arr.astype(np.uint8)
+    return Image.fromarray(arr)
+
+
+def to_mask(mask, size: tuple[int, int] | None = None, *, resize: bool = False) -> Image.Image:
+    """A mode "L" mask (255 = repaint) from a PIL image of any mode, a numpy array (bool, 0-1 float or 0-255), a
+    path, or anything with a `.mask` attribute (such as `ig.MaskCanvas`). RGBA masks use their alpha channel when
+    the colour channels are all one value. With `size`, a mask of another size is an error unless `resize=True`."""
+    if hasattr(mask, "mask") and not isinstance(mask, (Image.Image, np.ndarray)):
+        mask = mask.mask
+    if isinstance(mask, np.ndarray):
+        pil = _array_to_pil(mask, "mask")
+    elif isinstance(mask, (str, os.PathLike)):
+        pil = Image.open(mask)
+    elif isinstance(mask, Image.Image):
+        pil = mask
+    else:
+        raise TypeError(f"mask must be a PIL image, a numpy array, a path or have a .mask attribute, "
+                        f"not {type(mask).__name__}")
+    if pil.mode in ("RGBA", "LA"):
+        rgb = np.asarray(pil.convert("RGB"))
+        pil = pil.getchannel("A") if rgb.min() == rgb.max() else pil.convert("L")
+    else:
+        pil = pil.convert("L")
+    if size is not None and pil.size != tuple(size):
+        if not resize:
+            raise ValueError(f"mask is {pil.width}x{pil.height} but image is {size[0]}x{size[1]}; "
+                             "pass a mask of the same size or resize=True")
+        pil = pil.resize(size, Image.NEAREST)
+    return pil
+
+
+def feather(mask: Image.Image, radius: float) -> Image.Image:
+    """The mask with a soft edge of `radius` pixels (Gaussian blur); pixels far outside stay exactly 0."""
+    return mask.filter(ImageFilter.GaussianBlur(radius)) if radius > 0 else mask
+
+
+def paste_back(original: Image.Image, generated: Image.Image, mask: Image.Image) -> Image.Image:
+    """`generated` inside the mask, `original` outside it, blended by the mask's grey levels."""
+    return Image.composite(generated, original, mask)
+
+
+def check_size(width: int, height: int, factor: int, family: str) -> None:
+    for label, value in (("width", width), ("height", height)):
+        if not isinstance(value, (int, np.integer)) or value <= 0:
+            raise ValueError(f"{label} must be a positive integer, not {value!r}")
+    if width % factor or height % factor:
+        raise ValueError(f"width and height have to be multiples of {factor} for {family} models but are "
+                         f"{width} and {height}; try {_round(width, factor)}x{_round(height, factor)}")
+
+
+def _round(v: int, factor: int) -> int:
+    return max(factor, int(round(v / factor)) * factor)
+
+
+def fit_size(image: Image.Image, factor: int) -> tuple[int, int]:
+    """The largest size at most the image's whose sides are multiples of `factor`."""
+    return max(factor, image.width // factor * factor), max(factor, image.height // factor * factor)

@@ -1,0 +1,166 @@
+"""Model families and their defaults: the built-in model, the known Hub families, and how a model id maps to one.
+
+>>> import imagegen_nb as ig
+>>> ig.models()[0].name
+'tiny'
+>>> ig.registry.family_of("stabilityai/sd-turbo").default_steps
+1
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ModelNotFoundError, UnsupportedTaskError
+
+TASKS = ("generate", "edit", "inpaint", "control")
+BUILTIN = "tiny"  # the name of the built-in teaching model
+
+
+@dataclass(frozen=True)
+class Family:
+    """A kind of model, with the settings its makers recommend.
+
+    `size_factor` is what width and height must be multiples of (VAE downsampling x patch size).
+    """
+
+    name: str
+    pipeline: str  # the diffusers text-to-image pipeline class
+    default_size: int
+    default_steps: int
+    default_guidance: float
+    size_factor: int = 8
+    tasks: tuple[str, ...] = TASKS
+    repo_ids: tuple[str, ...] = ()  # known Hub ids of this family; the first is the family's usual model
+    controlnets: dict[str, str] = field(default_factory=dict)  # kind -> default ControlNet id
+    control_image_arg: str = "control_image"  # SD and SDXL text-to-image call it `image`
+    call_kwargs: dict = field(default_factory=dict)  # always passed to the pipeline
+    default_scheduler: str | None = None  # None: the scheduler the model ships with
+    description: str = ""
+
+    def check_task(self, task: str) -> None:
+        if task not in self.tasks:
+            raise UnsupportedTaskError(
+                f"{self.name} models support {', '.join(self.tasks)}, not {task}: diffusers has no {task} "
+                f"pipeline for {self.pipeline}. Use a family that has one (see ig.models()).")
+
+
+FAMILIES: dict[str, Family] = {f.name: f for f in [
+    Family("tiny", "StableDiffusionPipeline", 64, 20, 4.0, control_image_arg="image",
+           controlnets={"canny": "builtin:canny"},
+           description="built-in teaching model: flat shapes on plain backgrounds, 64x64, fast on CPU"),
+    Family("sd15", "StableDiffusionPipeline", 512, 30, 7.5, control_image_arg="image",
+           repo_ids=("stable-diffusion-v1-5/stable-diffusion-v1-5", "runwayml/stable-diffusion-v1-5"),
+           controlnets={"canny": "lllyasviel/control_v11p_sd15_canny", "depth": "lllyasviel/control_v11f1p_sd15_depth",
+                        "pose": "lllyasviel/control_v11p_sd15_openpose"},
+           description="Stable Diffusion 1.5, 512x512"),
+    Family("sd-turbo", "StableDiffusionPipeline", 512, 1, 0.0, control_image_arg="image",
+           repo_ids=("stabilityai/sd-turbo",), description="SD-Turbo: one-step distilled SD 2.1, 512x512"),
+    Family("sdxl", "StableDiffusionXLPipeline", 1024, 30, 5.0, control_image_arg="image",
+           repo_ids=("stabilityai/stable-diffusion-xl-base-1.0",),
+           controlnets={"canny": "diffusers/controlnet-canny-sdxl-1.0",
+                        "depth": "diffusers/controlnet-depth-sdxl-1.0"},
+           description="Stable Diffusion XL, 1024x1024"),
+    Family("sdxl-turbo", "StableDiffusionXLPipeline", 512, 1, 0.0, control_image_arg="image",
+           repo_ids=("stabilityai/sdxl-turbo",), description="SDXL-Turbo: one-step distilled SDXL, 512x512"),
+    Family("sd3", "StableDiffusion3Pipeline", 1024, 28, 7.0, size_factor=16,
+           repo_ids=("stabilityai/stable-diffusion-3-medium-diffusers", "stabilityai/stable-diffusion-3.5-medium"),
+           controlnets={"canny": "InstantX/SD3-Controlnet-Canny"},
+           description="Stable Diffusion 3 (flow matching, MMDiT)"),
+    Family("flux-schnell", "FluxPipeline", 1024, 4, 0.0, size_factor=16,
+           repo_ids=("black-forest-labs/FLUX.1-schnell",),
+           controlnets={"canny": "InstantX/FLUX.1-dev-Controlnet-Canny"},
+           call_kwargs={"max_sequence_length": 256},
+           description="FLUX.1-schnell: 4-step distilled flow matching"),
+    Family("flux-dev", "FluxPipeline", 1024, 28, 3.5, size_factor=16,
+           repo_ids=("black-forest-labs/FLUX.1-dev",),
+           controlnets={"canny": "InstantX/FLUX.1-dev-Controlnet-Canny"},
+           description="FLUX.1-dev: guidance-distilled flow matching"),
+    Family("zimage-turbo", "ZImagePipeline", 1024, 9, 0.0, size_factor=16,
+           repo_ids=("Tongyi-MAI/Z-Image-Turbo",),
+           controlnets={"canny": "alibaba-pai/Z-Image-Turbo-Fun-Controlnet-Union"},
+           description="Z-Image Turbo: 8-step distilled single-stream DiT"),
+    Family("pixart-sigma", "PixArtSigmaPipeline", 1024, 20, 4.5, tasks=("generate",),
+           repo_ids=("PixArt-alpha/PixArt-Sigma-XL-2-1024-MS",), description="PixArt-Sigma (T5 + DiT)"),
+    Family("sana", "SanaPipeline", 1024, 20, 4.5, size_factor=32, tasks=("generate",),
+           repo_ids=("Efficient-Large-Model/Sana_1600M_1024px_diffusers",), description="Sana (linear DiT, DC-AE)"),
+]}
+
+# model_index.json class -> family, for ids the registry does not list
+_BY_CLASS = {
+    "StableDiffusionPipeline": "sd15", "StableDiffusionXLPipeline": "sdxl", "StableDiffusion3Pipeline": "sd3",
+    "FluxPipeline": "flux-dev", "ZImagePipeline": "zimage-turbo", "PixArtSigmaPipeline": "pixart-sigma",
+    "SanaPipeline": "sana",
+}
+_BY_REPO = {rid.lower(): f for f in FAMILIES.values() for rid in f.repo_ids}
+
+
+def models() -> list[Family]:
+    """Every family the registry knows, the built-in model first.
+
+    >>> [f.name for f in models()][:3]
+    ['tiny', 'sd15', 'sd-turbo']
+    """
+    return list(FAMILIES.values())
+
+
+def builtin_path() -> Path:
+    from .tiny import model_path
+
+    return model_path()
+
+
+def resolve(model: str | Path | None) -> tuple[str, Family]:
+    """The location to load (Hub id or folder) and the family of a model name; None is the built-in model."""
+    if model is None or str(model) == BUILTIN:
+        return str(builtin_path()), FAMILIES[BUILTIN]
+    return str(model), family_of(model)
+
+
+def family_of(model: str | Path) -> Family:
+    """The family of a Hub id or a local diffusers folder: known ids first, then `model_index.json`'s class."""
+    key = str(model)
+    if key == BUILTIN or Path(key).resolve() == builtin_path().resolve():
+        return FAMILIES[BUILTIN]
+    if key.lower() in _BY_REPO:
+        return _BY_REPO[key.lower()]
+    if key in FAMILIES:
+        raise ModelNotFoundError(
+            f"{key!r} is a family name, not a model; pass a Hub id such as {FAMILIES[key].repo_ids[0]!r} "
+            "or a local diffusers folder")
+    index = _model_index(key)
+    cls = index.get("_class_name", "")
+    for suffix in ("Img2ImgPipeline", "InpaintPipeline", "Pipeline"):
+        base = cls.removesuffix(suffix) + "Pipeline" if cls.endswith(suffix) else cls
+        if base in _BY_CLASS:
+            return FAMILIES[_BY_CLASS[base]]
+    raise ModelNotFoundError(f"{key!r} is a {cls or 'model'} pipeline, which imagegen_nb does not know; "
+                             f"known pipelines: {', '.join(sorted(_BY_CLASS))}")
+
+
+def _model_index(key: str) -> dict:
+    path = Path(key).expanduser()
+    if path.is_dir():
+        index = path / "model_index.json"
+        if not index.exists():
+            raise ModelNotFoundError(f"{path} has no model_index.json, so it is not a diffusers pipeline folder "
+                                     "(save one with pipe.save_pretrained(folder))")
+        return json.loads(index.read_text())
+    if path.suffix or path.exists() or key.startswith((".", "/", "~")):
+        raise ModelNotFoundError(f"no diffusers folder at {key!r}")
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return json.loads(Path(hf_hub_download(key, "model_index.json")).read_text())
+    except Exception as err:  # any failure here means: this id cannot be had from this machine
+        raise ModelNotFoundError(no_download_message(key, err)) from None
+
+
+def no_download_message(key: str, err: BaseException | None = None) -> str:
+    why = f" ({type(err).__name__})" if err is not None else ""
+    return (f"could not load {key!r}: it is not a local folder and downloading it from the Hugging Face Hub "
+            f"failed{why}; no download is possible without network access. Use the built-in model "
+            "(model=None), a local diffusers folder (model='path/to/folder'), or connect to the Hub and log in "
+            "if the model is gated.")

@@ -1,0 +1,26 @@
+"""The built-in teaching model: a tiny text-to-image latent diffusion model of a world of flat shapes.
+
+Its weights ship inside the package as a standard diffusers `StableDiffusionPipeline` folder, with a canny
+ControlNet beside it. `world` makes the pictures and captions, `checker` reads pictures back, `train` and
+`evaluate` are the scripts that made and measured the shipped weights.
+
+>>> from imagegen_nb import tiny
+>>> (tiny.model_path() / "model_index.json").exists()
+True
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+WEIGHTS = Path(__file__).parent / "weights"
+
+
+def model_path() -> Path:
+    """The folder of the built-in model, loadable with `StableDiffusionPipeline.from_pretrained(path)`."""
+    return WEIGHTS / "sd"
+
+
+def controlnet_path(kind: str = "canny") -> Path:
+    """The folder of the built-in model's ControlNet for `kind` (only "canny" ships)."""
+    return WEIGHTS / f"controlnet-{kind}"

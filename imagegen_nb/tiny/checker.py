@@ -1,0 +1,153 @@
+"""Read a picture of the shapes world back into shapes: colour segmentation, connected components, fill ratio for
+the shape, centroids for position. It grades generated pictures against their prompts, as GenEval does for real
+models with an object detector.
+
+>>> from imagegen_nb.tiny import world, checker
+>>> scene = world.sample_scene(seed=3, category="colors")
+>>> found = checker.detect(world.render(scene))
+>>> [(d.color, d.shape) for d in found] == [(s.color, s.shape) for s in scene.shapes]
+True
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from . import world
+
+MIN_AREA = 10  # pixels: smaller blobs are noise, not shapes (the smallest shape covers about 60)
+_PALETTE_NAMES = list(world.COLORS)
+_PALETTE = np.array([world.COLORS[c] for c in _PALETTE_NAMES], dtype=np.float32)
+_BG_NAMES = list(world.BACKGROUNDS)
+_BG = np.array([world.BACKGROUNDS[c] for c in _BG_NAMES], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A shape found in a picture."""
+
+    color: str
+    shape: str
+    x: float  # centroid, pixels
+    y: float
+    area: int
+
+
+def _components(mask: np.ndarray) -> list[np.ndarray]:
+    """4-connected components of a boolean mask, as arrays of (row, col) indices."""
+    seen = np.zeros_like(mask, dtype=bool)
+    out = []
+    h, w = mask.shape
+    for r0, c0 in zip(*np.nonzero(mask)):
+        if seen[r0, c0]:
+            continue
+        stack, pixels = [(r0, c0)], []
+        seen[r0, c0] = True
+        while stack:
+            r, c = stack.pop()
+            pixels.append((r, c))
+            for rr, cc in ((r + 1, c), (r - 1, c), (r, c + 1), (r, c - 1)):
+                if 0 <= rr < h and 0 <= cc < w and mask[rr, cc] and not seen[rr, cc]:
+                    seen[rr, cc] = True
+                    stack.append((rr, cc))
+        out.append(np.array(pixels))
+    return out
+
+
+def _shape_of(pixels: np.ndarray) -> str:
+    """Circle, square or triangle from how much of its bounding box a blob fills (pi/4, 1, 1/2)."""
+    rows, cols = pixels[:, 0], pixels[:, 1]
+    box = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+    fill = len(pixels) / box
+    if fill > 0.9:
+        return "square"
+    if fill > 0.64:
+        return "circle"
+    return "triangle"
+
+
+def background(image: Image.Image) -> str:
+    """The named background colour nearest to the median of the picture's border."""
+    arr = np.asarray(image.convert("RGB"), dtype=np.float32)
+    border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
+    med = np.median(border, axis=0)
+    return _BG_NAMES[int(np.argmin(((_BG - med) ** 2).sum(1)))]
+
+
+def detect(image: Image.Image) -> list[Detection]:
+    """Every shape in the picture, left to right (by centroid).
+
+    Each pixel is named by its nearest colour among the palette and the background; pixels of one palette colour
+    that touch form a shape.
+    """
+    arr = np.asarray(image.convert("RGB").resize((world.SIZE, world.SIZE), Image.NEAREST), dtype=np.float32)
+    colors = np.concatenate([_PALETTE, _BG])
+    dist = ((arr[:, :, None, :] - colors[None, None]) ** 2).sum(-1)
+    label = dist.argmin(-1)
+    found = []
+    for i, name in enumerate(_PALETTE_NAMES):
+        for pixels in _components(label == i):
+            if len(pixels) >= MIN_AREA:
+                found.append(Detection(name, _shape_of(pixels), float(pixels[:, 1].mean()),
+                                       float(pixels[:, 0].mean()), len(pixels)))
+    return sorted(found, key=lambda d: d.x)
+
+
+# --- Grading a picture against a prompt of the world's grammar --------------------------------------------------
+
+_NUM = {v: k for k, v in world.NUMBERS.items()}
+_COLOR = "|".join(world.COLORS)
+_SHAPE = "|".join(world.SHAPES)
+_OBJ = rf"an? (?:(?:small|large) )?(?:({_COLOR}) )?({_SHAPE})"
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What a prompt asks for: objects as (colour or None, shape), a count, and a relation between two objects."""
+
+    objects: tuple[tuple[str | None, str], ...]
+    count: int | None = None
+    relation: str | None = None
+
+
+def parse(prompt: str) -> Spec:
+    """The requirements of a prompt written in the world's grammar (see `world.caption`)."""
+    text = re.sub(r" on an? \w+ background$", "", prompt.strip().lower())
+    if m := re.fullmatch(rf"(two|three|four) (?:({_COLOR}) )?({_SHAPE})s", text):
+        return Spec(((m[2], m[3]),), count=_NUM[m[1]])
+    if m := re.fullmatch(rf"{_OBJ} (to the left of|to the right of|above|below) {_OBJ}", text):
+        return Spec(((m[1], m[2]), (m[4], m[5])), relation=m[3].removeprefix("to the "))
+    if m := re.fullmatch(rf"{_OBJ} and {_OBJ}", text):
+        return Spec(((m[1], m[2]), (m[3], m[4])))
+    if m := re.fullmatch(_OBJ, text):
+        return Spec(((m[1], m[2]),))
+    raise ValueError(f"prompt {prompt!r} is not in the shapes world's grammar")
+
+
+def _matches(d: Detection, want: tuple[str | None, str]) -> bool:
+    return d.shape == want[1] and (want[0] is None or d.color == want[0])
+
+
+def grade(image: Image.Image, prompt: str) -> bool:
+    """Whether the picture shows what the prompt asks for, by GenEval's rules for its category.
+
+    Counting needs exactly that many matching shapes; the other categories need each named object present
+    (and, for a relation, the first object's centroid on the named side of the second's).
+    """
+    spec = parse(prompt)
+    found = detect(image)
+    if spec.count is not None:
+        return sum(_matches(d, spec.objects[0]) for d in found) == spec.count
+    hits = [[d for d in found if _matches(d, want)] for want in spec.objects]
+    if not all(hits):
+        return False
+    if spec.relation is None:
+        # Two objects of the same description need two distinct shapes.
+        return len(spec.objects) == 1 or spec.objects[0] != spec.objects[1] or len(hits[0]) >= 2
+    a, b = max(hits[0], key=lambda d: d.area), max(hits[1], key=lambda d: d.area)
+    dx, dy = a.x - b.x, a.y - b.y
+    return {"left of": dx < 0, "right of": dx > 0, "above": dy < 0, "below": dy > 0}[spec.relation]

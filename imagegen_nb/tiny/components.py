@@ -1,0 +1,111 @@
+"""The built-in model's parts, built from config: a word-level tokenizer, a bidirectional text encoder, a VAE, a UNet
+and a ControlNet, all standard diffusers/transformers classes so `StableDiffusionPipeline` runs them unchanged.
+
+The text encoder is a tiny `T5EncoderModel` rather than CLIP's: CLIP's text transformer is causal, so in
+"a red circle to the left of a blue square" the word "red" never sees "left". A bidirectional encoder (the kind SD3,
+FLUX and PixArt use) lets every word know the whole sentence, which is what position and attribute binding need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import world
+
+
+@dataclass
+class Architecture:
+    """Sizes of the built-in model's parts (the shipped model uses the defaults)."""
+
+    vae_channels: tuple[int, ...] = (16, 32, 64)  # three blocks: 64x64 pixels -> 16x16 latents
+    latent_channels: int = 4
+    text_width: int = 128  # T5 d_model, and the UNet's cross-attention width
+    text_layers: int = 3
+    text_heads: int = 4
+    max_tokens: int = 24  # captions of the world are at most 16 words
+    unet_channels: tuple[int, ...] = (48, 96, 128)
+    unet_layers_per_block: int = 1
+    unet_head_dim: int = 32
+    controlnet_embedding_channels: tuple[int, ...] = (16, 32, 64)  # 3 entries: downsample 4x like the VAE
+    norm_groups: int = 16
+
+
+SMOKE = Architecture(vae_channels=(8, 16, 16), text_width=32, text_layers=1, text_heads=2, unet_channels=(16, 32, 32),
+                     unet_head_dim=8, controlnet_embedding_channels=(8, 16, 16), norm_groups=8)
+
+
+def build_tokenizer(folder: str | Path, arch: Architecture = Architecture()):
+    """A word-level tokenizer for the world's vocabulary: lower-cased, one token per known word.
+
+    A word it does not know becomes `<unk>`, so any prompt tokenizes without error. Saved as a plain
+    `tokenizer.json` and loaded with `PreTrainedTokenizerFast`, so it needs nothing beyond `tokenizers`.
+    """
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "</s>", "<unk>"]
+    words = specials + world.vocabulary() + [".", ","]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
+                                                       special_tokens=[("</s>", 1)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+                                   model_max_length=arch.max_tokens)
+    fast.save_pretrained(folder)
+    return PreTrainedTokenizerFast.from_pretrained(folder, local_files_only=True)
+
+
+def build_text_encoder(vocab_size: int, arch: Architecture = Architecture()):
+    from transformers import T5Config, T5EncoderModel
+
+    config = T5Config(vocab_size=vocab_size, d_model=arch.text_width, d_kv=arch.text_width // arch.text_heads,
+                      d_ff=arch.text_width * 2, num_layers=arch.text_layers, num_heads=arch.text_heads,
+                      relative_attention_num_buckets=16, relative_attention_max_distance=32, dropout_rate=0.0,
+                      feed_forward_proj="gated-gelu", is_encoder_decoder=False, use_cache=False,
+                      pad_token_id=0, eos_token_id=1)
+    return T5EncoderModel(config)
+
+
+def build_vae(arch: Architecture = Architecture()):
+    from diffusers import AutoencoderKL
+
+    n = len(arch.vae_channels)
+    return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * n,
+                         up_block_types=("UpDecoderBlock2D",) * n, block_out_channels=arch.vae_channels,
+                         layers_per_block=1, latent_channels=arch.latent_channels,
+                         norm_num_groups=min(8, arch.vae_channels[0]), sample_size=world.SIZE)
+
+
+def build_unet(arch: Architecture = Architecture()):
+    from diffusers import UNet2DConditionModel
+
+    # Cross-attention at every resolution (16x16 and 8x8) and in the middle: where a shape goes is decided at 16x16.
+    down = ("CrossAttnDownBlock2D",) * (len(arch.unet_channels) - 1) + ("DownBlock2D",)
+    up = ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (len(arch.unet_channels) - 1)
+    latent_size = world.SIZE // 2 ** (len(arch.vae_channels) - 1)
+    return UNet2DConditionModel(
+        sample_size=latent_size, in_channels=arch.latent_channels, out_channels=arch.latent_channels,
+        down_block_types=down, up_block_types=up, block_out_channels=arch.unet_channels,
+        layers_per_block=arch.unet_layers_per_block, cross_attention_dim=arch.text_width,
+        attention_head_dim=[max(1, c // arch.unet_head_dim) for c in arch.unet_channels],
+        norm_num_groups=arch.norm_groups)
+
+
+def build_controlnet(unet, arch: Architecture = Architecture()):
+    from diffusers import ControlNetModel
+
+    return ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=arch.controlnet_embedding_channels)
+
+
+def build_scheduler(kind: str = "ddpm"):
+    """The noise schedule of Stable Diffusion 1.5 (scaled linear betas, 1000 steps, epsilon prediction)."""
+    from diffusers import DDPMScheduler, DPMSolverMultistepScheduler
+
+    cfg = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+               prediction_type="epsilon", steps_offset=1)
+    if kind == "ddpm":
+        return DDPMScheduler(**cfg, clip_sample=False)
+    # "trailing" spacing starts sampling at t=999, from pure noise, which few-step sampling needs.
+    return DPMSolverMultistepScheduler(**cfg, timestep_spacing="trailing")

@@ -1,0 +1,294 @@
+"""Train the built-in model on the shapes world: the VAE, then the text encoder with the UNet, then a ControlNet.
+
+    python -m imagegen_nb.tiny.train                      # all phases, resuming from runs/tiny if stopped
+    python -m imagegen_nb.tiny.train --phase unet --steps 6000
+    python -m imagegen_nb.tiny.train --arch smoke --steps 20 --out /tmp/smoke   # a few steps of a tiny version
+
+Every phase is seeded (the data of step k comes from seed k), checkpoints as it goes and resumes from its last
+checkpoint, so a run can be stopped and continued with the same command. Uses CUDA when there is a GPU.
+The diffusion loss is DDPM's (Algorithm 1 of Ho et al. 2020): noise a clean latent x0 to
+x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps and regress eps, weighted by min-SNR-5 (Hang et al. 2023).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import components, world
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """How each phase trains (the shipped model used these defaults)."""
+
+    seed: int = 0
+    vae_steps: int = 1000  # batch 16, MSE + 1e-5 KL: reconstructions of this world are exact well before
+    vae_batch: int = 16
+    vae_lr: float = 1e-3
+    unet_steps: int = 6000
+    batch: int = 64
+    lr: float = 6e-4
+    warmup: int = 200
+    empty_caption: float = 0.1  # share of empty captions, so classifier-free guidance has an unconditional model
+    min_snr: float = 5.0
+    ema_decay: float = 0.999
+    controlnet_steps: int = 1500
+    controlnet_lr: float = 3e-4
+    checkpoint_every: int = 100
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _images_to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 (n, H, W, 3) -> float (n, 3, H, W) in [-1, 1], the range diffusers' VAEs expect."""
+    return torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+class Checkpoint:
+    """One file per phase holding every state needed to continue exactly where a run stopped."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def load(self) -> dict | None:
+        return torch.load(self.path, map_location="cpu", weights_only=False) if self.path.exists() else None
+
+    def save(self, state: dict) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.path)  # atomic: an interrupted save never leaves a broken checkpoint
+
+
+def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), model.parameters()):
+            e.lerp_(p, 1.0 - decay)
+
+
+def train_vae(out: Path, arch: components.Architecture, cfg: TrainConfig, steps: int | None = None) -> list[float]:
+    device = _device()
+    torch.manual_seed(cfg.seed)
+    vae = components.build_vae(arch).to(device)
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr)
+    ckpt = Checkpoint(out / "vae.pt")
+    start, losses = 0, []
+    if (state := ckpt.load()) is not None:
+        vae.load_state_dict(state["model"]); opt.load_state_dict(state["opt"]); start, losses = state["step"], state["losses"]
+    total = steps or cfg.vae_steps
+    for step in tqdm(range(start, total), initial=start, total=total, desc="vae"):
+        images, _, _ = world.batch(cfg.vae_batch, seed=10_000_000 + step, training=False)
+        x = _images_to_tensor(images, device)
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample()).sample
+        loss = F.mse_loss(recon, x) + 1e-5 * posterior.kl().mean()
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        losses.append(loss.item())
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == total:
+            ckpt.save({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step + 1, "losses": losses})
+    # Scale latents to unit variance, as Stable Diffusion's 0.18215 does for its VAE.
+    with torch.no_grad():
+        images, _, _ = world.batch(256, seed=1, training=False)
+        z = vae.encode(_images_to_tensor(images, device)).latent_dist.mean
+        vae.register_to_config(scaling_factor=float(1.0 / z.std()))
+    vae.save_pretrained(out / "vae")
+    return losses
+
+
+def _load_vae(out: Path):
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL.from_pretrained(out / "vae")
+
+
+def _encode_text(tokenizer, text_encoder, captions: list[str], device) -> torch.Tensor:
+    ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids.to(device)
+    return text_encoder(ids)[0]
+
+
+def _noised(scheduler, latents: torch.Tensor, gen: torch.Generator, min_snr: float):
+    """x_t, the noise eps, and min-SNR-gamma loss weights for random timesteps."""
+    n = latents.shape[0]
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (n,), generator=gen).to(latents.device)
+    eps = torch.randn(latents.shape, generator=gen).to(latents.device)
+    x_t = scheduler.add_noise(latents, eps, t)
+    alpha_bar = scheduler.alphas_cumprod.to(latents.device)[t]
+    snr = alpha_bar / (1 - alpha_bar)
+    return x_t, eps, t, torch.clamp(snr, max=min_snr) / snr
+
+
+def _lr_lambda(warmup: int):
+    return lambda step: min(1.0, (step + 1) / warmup)
+
+
+def train_unet(out: Path, arch: components.Architecture, cfg: TrainConfig, steps: int | None = None) -> list[float]:
+    device = _device()
+    torch.manual_seed(cfg.seed)
+    vae = _load_vae(out).to(device).eval().requires_grad_(False)
+    tokenizer = components.build_tokenizer(out / "tokenizer", arch)
+    text_encoder = components.build_text_encoder(len(tokenizer), arch).to(device)
+    unet = components.build_unet(arch).to(device)
+    ema_te, ema_unet = copy.deepcopy(text_encoder).requires_grad_(False), copy.deepcopy(unet).requires_grad_(False)
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup))
+    scheduler = components.build_scheduler("ddpm")
+    ckpt = Checkpoint(out / "unet.pt")
+    start, losses = 0, []
+    if (state := ckpt.load()) is not None:
+        for name, m in [("unet", unet), ("te", text_encoder), ("ema_unet", ema_unet), ("ema_te", ema_te)]:
+            m.load_state_dict(state[name])
+        opt.load_state_dict(state["opt"]); sched.load_state_dict(state["sched"])
+        start, losses = state["step"], state["losses"]
+    total = steps or cfg.unet_steps
+    bar = tqdm(range(start, total), initial=start, total=total, desc="unet")
+    for step in bar:
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        images, captions, _ = world.batch(cfg.batch, seed=step, training=True)
+        drop = torch.rand(len(captions), generator=gen) < cfg.empty_caption
+        captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
+        with torch.no_grad():
+            latents = vae.encode(_images_to_tensor(images, device)).latent_dist.mean * vae.config.scaling_factor
+        x_t, eps, t, weight = _noised(scheduler, latents, gen, cfg.min_snr)
+        eps_pred = unet(x_t, t, _encode_text(tokenizer, text_encoder, captions, device)).sample
+        loss = (weight * (eps_pred - eps).pow(2).mean(dim=(1, 2, 3))).mean()
+        opt.zero_grad(set_to_none=True); loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step(); sched.step()
+        decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+        _ema_update(ema_unet, unet, decay); _ema_update(ema_te, text_encoder, decay)
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == total:
+            ckpt.save({"unet": unet.state_dict(), "te": text_encoder.state_dict(), "ema_unet": ema_unet.state_dict(),
+                       "ema_te": ema_te.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                       "step": step + 1, "losses": losses})
+    ema_unet.save_pretrained(out / "unet")
+    ema_te.save_pretrained(out / "text_encoder")
+    return losses
+
+
+def train_controlnet(out: Path, arch: components.Architecture, cfg: TrainConfig,
+                     steps: int | None = None) -> list[float]:
+    """A ControlNet on canny edge maps of the world, on top of the frozen UNet and text encoder."""
+    from diffusers import UNet2DConditionModel
+    from transformers import T5EncoderModel
+
+    from ..preprocessors import canny
+
+    device = _device()
+    torch.manual_seed(cfg.seed)
+    vae = _load_vae(out).to(device).eval().requires_grad_(False)
+    tokenizer = components.build_tokenizer(out / "tokenizer", arch)
+    text_encoder = T5EncoderModel.from_pretrained(out / "text_encoder").to(device).eval().requires_grad_(False)
+    unet = UNet2DConditionModel.from_pretrained(out / "unet").to(device).eval().requires_grad_(False)
+    controlnet = components.build_controlnet(unet, arch).to(device)
+    ema = copy.deepcopy(controlnet).requires_grad_(False)
+    opt = torch.optim.AdamW(controlnet.parameters(), lr=cfg.controlnet_lr)
+    scheduler = components.build_scheduler("ddpm")
+    ckpt = Checkpoint(out / "controlnet.pt")
+    start, losses = 0, []
+    if (state := ckpt.load()) is not None:
+        controlnet.load_state_dict(state["model"]); ema.load_state_dict(state["ema"]); opt.load_state_dict(state["opt"])
+        start, losses = state["step"], state["losses"]
+    total = steps or cfg.controlnet_steps
+    bar = tqdm(range(start, total), initial=start, total=total, desc="controlnet")
+    for step in bar:
+        gen = torch.Generator().manual_seed(cfg.seed * 7_000_003 + step)
+        images, captions, _ = world.batch(cfg.batch, seed=20_000_000 + step, training=True)
+        drop = torch.rand(len(captions), generator=gen) < cfg.empty_caption
+        captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
+        edges = np.stack([np.asarray(canny(im)) for im in images])
+        cond = torch.from_numpy(edges).to(device).permute(0, 3, 1, 2).float() / 255.0
+        with torch.no_grad():
+            latents = vae.encode(_images_to_tensor(images, device)).latent_dist.mean * vae.config.scaling_factor
+            text = _encode_text(tokenizer, text_encoder, captions, device)
+        x_t, eps, t, weight = _noised(scheduler, latents, gen, cfg.min_snr)
+        down, mid = controlnet(x_t, t, text, controlnet_cond=cond, return_dict=False)
+        eps_pred = unet(x_t, t, text, down_block_additional_residuals=down, mid_block_additional_residual=mid).sample
+        loss = (weight * (eps_pred - eps).pow(2).mean(dim=(1, 2, 3))).mean()
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        _ema_update(ema, controlnet, min(cfg.ema_decay, (1 + step) / (10 + step)))
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == total:
+            ckpt.save({"model": controlnet.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                       "step": step + 1, "losses": losses})
+    ema.save_pretrained(out / "controlnet")
+    return losses
+
+
+def export(out: Path, dest: Path, *, fp16: bool = True, scheduler: str = "dpm") -> Path:
+    """Write the trained parts as a `StableDiffusionPipeline` folder (and `controlnet-canny` beside it)."""
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import PreTrainedTokenizerFast, T5EncoderModel
+
+    pipe = StableDiffusionPipeline(
+        vae=AutoencoderKL.from_pretrained(out / "vae"),
+        text_encoder=T5EncoderModel.from_pretrained(out / "text_encoder"),
+        tokenizer=PreTrainedTokenizerFast.from_pretrained(out / "tokenizer"),
+        unet=UNet2DConditionModel.from_pretrained(out / "unet"),
+        scheduler=components.build_scheduler(scheduler),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    if fp16:  # the text encoder stays fp32: T5 keeps some layers in fp32, and it is small
+        for part in (pipe.unet, pipe.vae):
+            part.to(torch.float16)
+    sd = dest / "sd"
+    if sd.exists():
+        shutil.rmtree(sd)
+    pipe.save_pretrained(sd, safe_serialization=True)
+    if (out / "controlnet").exists():
+        from diffusers import ControlNetModel
+
+        cn = ControlNetModel.from_pretrained(out / "controlnet")
+        if fp16:
+            cn.to(torch.float16)
+        cn.save_pretrained(dest / "controlnet-canny", safe_serialization=True)
+    return sd
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m imagegen_nb.tiny.train", description=__doc__.split("\n")[0])
+    parser.add_argument("--phase", choices=["all", "vae", "unet", "controlnet", "export"], default="all")
+    parser.add_argument("--out", type=Path, default=Path("runs/tiny"), help="checkpoints and trained parts")
+    parser.add_argument("--steps", type=int, default=None, help="override the phase's step count")
+    parser.add_argument("--arch", choices=["default", "smoke"], default="default")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (1 leaves a core free on a 2-core box)")
+    parser.add_argument("--export-to", type=Path, default=None, help="write the pipeline folders here at the end")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    torch.set_num_threads(args.threads)
+    arch = components.SMOKE if args.arch == "smoke" else components.Architecture()
+    cfg = TrainConfig()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "config.json").write_text(json.dumps({"arch": asdict(arch), "train": asdict(cfg)}, indent=2))
+    started = time.time()
+    phases = ["vae", "unet", "controlnet"] if args.phase == "all" else [args.phase]
+    for phase in phases:
+        fn = {"vae": train_vae, "unet": train_unet, "controlnet": train_controlnet}.get(phase)
+        if fn is not None:
+            losses = fn(args.out, arch, cfg, args.steps)
+            log.info("%s: %d steps, last loss %.4f", phase, len(losses), np.mean(losses[-50:]))
+    if args.export_to is not None:
+        export(args.out, args.export_to)
+    log.info("done in %.0f s", time.time() - started)
+
+
+if __name__ == "__main__":
+    main()
