@@ -56,8 +56,8 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import cache, devices, registry, steps, tiny
-    from .display import grid
     from .devices import set_device
+    from .display import grid
     from .preprocessors import preprocess
     from .recipes import Recipe, recipe, regenerate, save
     from .registry import models

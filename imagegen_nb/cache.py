@@ -20,12 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from . import devices, registry
-from .errors import ModelNotFoundError, UnsafeModelFileError
+from .errors import ModelNotFoundError
 
 log = logging.getLogger(__name__)
-
-_PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
-
 
 @dataclass
 class Entry:
@@ -152,7 +149,7 @@ class PipelineCache:
     def _load(self, name: str, *, dtype, allow_pickle: bool) -> Entry:
         from diffusers import DiffusionPipeline
 
-        location, family = _resolve(name, allow_pickle)
+        location, family = registry.resolve(None if name == registry.BUILTIN else name, allow_pickle=allow_pickle)
         placement = devices.current()
         if dtype is not None:
             placement = devices.Placement(placement.device, devices._dtype_name(dtype), placement.memory)
@@ -251,23 +248,6 @@ def _controlnet_class(family: registry.Family):
     name = {"StableDiffusion3Pipeline": "SD3ControlNetModel", "FluxPipeline": "FluxControlNetModel",
             "ZImagePipeline": "ZImageControlNetModel"}.get(family.pipeline, "ControlNetModel")
     return getattr(diffusers, name)
-
-
-def _resolve(name: str, allow_pickle: bool) -> tuple[str, registry.Family]:
-    path = Path(name).expanduser()
-    if path.suffix.lower() in _PICKLE_SUFFIXES:
-        if not allow_pickle:
-            raise UnsafeModelFileError(
-                f"{name!r} is a pickle file ({path.suffix}), which can run arbitrary code when loaded; imagegen_nb "
-                "loads safetensors only. Convert it to safetensors, or pass allow_pickle=True if you trust it.")
-        if not path.is_file():
-            raise ModelNotFoundError(f"no file at {name!r}")
-        return str(path), registry.FAMILIES["sd15"]
-    if path.suffix.lower() == ".safetensors":
-        if not path.is_file():
-            raise ModelNotFoundError(f"no file at {name!r}")
-        return str(path), registry.FAMILIES["sd15"]
-    return registry.resolve(None if name == registry.BUILTIN else name)
 
 
 def _place(pipe, placement: devices.Placement, nbytes: int) -> bool:

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ModelNotFoundError, UnsupportedTaskError
+from .errors import ModelNotFoundError, UnsafeModelFileError, UnsupportedTaskError
 
 TASKS = ("generate", "edit", "inpaint", "control")
 BUILTIN = "tiny"  # the name of the built-in teaching model
@@ -112,10 +112,27 @@ def builtin_path() -> Path:
     return model_path()
 
 
-def resolve(model: str | Path | None) -> tuple[str, Family]:
-    """The location to load (Hub id or folder) and the family of a model name; None is the built-in model."""
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
+
+
+def resolve(model: str | Path | None, *, allow_pickle: bool = False) -> tuple[str, Family]:
+    """The location to load (Hub id, folder or single file) and the family of a model; None is the built-in model.
+
+    Single checkpoint files are taken as Stable Diffusion 1.5. Pickle files (.ckpt, .bin, ...) can run code when
+    loaded, so they are refused unless `allow_pickle=True`.
+    """
     if model is None or str(model) == BUILTIN:
         return str(builtin_path()), FAMILIES[BUILTIN]
+    path = Path(str(model)).expanduser()
+    if path.suffix.lower() in PICKLE_SUFFIXES + (".safetensors",):
+        if path.suffix.lower() != ".safetensors" and not allow_pickle:
+            raise UnsafeModelFileError(
+                f"{str(model)!r} is a pickle file ({path.suffix}), which can run arbitrary code when loaded; "
+                "imagegen_nb loads safetensors only. Convert it to safetensors, or pass allow_pickle=True if you "
+                "trust it.")
+        if not path.is_file():
+            raise ModelNotFoundError(f"no file at {str(model)!r}")
+        return str(path), FAMILIES["sd15"]
     return str(model), family_of(model)
 
 

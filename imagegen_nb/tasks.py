@@ -84,7 +84,7 @@ def _run(task: str, prompt, *, model, seed, num_images, num_inference_steps, gui
     import torch
 
     shared = _cache.shared
-    _, family = registry.resolve(model)
+    _, family = registry.resolve(model, allow_pickle=allow_pickle)
     family.check_task(task)
     steps = family.default_steps if num_inference_steps is None else num_inference_steps
     guidance = family.default_guidance if guidance_scale is None else float(guidance_scale)
@@ -193,7 +193,7 @@ def edit(image, prompt, *, strength=0.6, model=None, negative_prompt=None, num_i
     (64, 64)
     """
     init = inputs.to_image(image)
-    _, family = registry.resolve(model)
+    _, family = registry.resolve(model, allow_pickle=allow_pickle)
     w, h = (width, height) if width is not None and height is not None else inputs.fit_size(init, family.size_factor)
     init = init.resize((w, h), Image.LANCZOS) if init.size != (w, h) else init
     return _run("edit", prompt, model=model, seed=seed, num_images=num_images,
@@ -222,7 +222,7 @@ def inpaint(image, mask, prompt, *, strength=1.0, mask_blur=None, resize=False, 
     """
     init = inputs.to_image(image)
     m = inputs.to_mask(mask, init.size, resize=resize)
-    _, family = registry.resolve(model)
+    _, family = registry.resolve(model, allow_pickle=allow_pickle)
     size = inputs.fit_size(init, family.size_factor)
     if size != init.size:
         raise ValueError(f"image is {init.width}x{init.height}, but {family.name} models need sides that are "
@@ -262,7 +262,7 @@ def control(control_image, prompt, *, kind="canny", controlnet=None, controlnet_
         raise ValueError(f"unknown control kind {kind!r}; choose one of {', '.join(KINDS)}")
     src = inputs.to_image(control_image, "control_image")
     cmap = make_map(src, kind) if preprocess and kind != "none" else src
-    _, family = registry.resolve(model)
+    _, family = registry.resolve(model, allow_pickle=allow_pickle)
     if controlnet is None:
         if kind == "none":
             raise ValueError("kind='none' needs controlnet= naming the ControlNet the map is for")

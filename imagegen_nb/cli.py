@@ -1,0 +1,100 @@
+"""The command line: the task functions as subcommands, writing PNGs that carry their recipe.
+
+    python -m imagegen_nb generate "a red circle to the left of a blue square" -o out.png
+    imagegen-nb edit in.png "a blue square" --strength 0.7 -o edited.png
+    imagegen-nb inpaint in.png mask.png "a green triangle" -o filled.png
+    imagegen-nb control sketch.png "a red circle" --kind canny -o controlled.png
+    imagegen-nb regenerate out.png -o again.png
+    imagegen-nb models
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("prompt")
+    p.add_argument("-o", "--output", type=Path, default=Path("out.png"), help="PNG to write (default: out.png)")
+    p.add_argument("--model", default=None, help="Hub id or local diffusers folder (default: the built-in model)")
+    p.add_argument("--negative-prompt", dest="negative_prompt", default=None)
+    p.add_argument("--steps", dest="num_inference_steps", type=int, default=None)
+    p.add_argument("--guidance", dest="guidance_scale", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--scheduler", default=None)
+    p.add_argument("-n", "--num-images", dest="num_images", type=int, default=1)
+
+
+def _sized(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--width", type=int, default=None)
+    p.add_argument("--height", type=int, default=None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imagegen-nb", description="Make images with diffusion models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    g = sub.add_parser("generate", help="text to image")
+    _common(g); _sized(g)
+    e = sub.add_parser("edit", help="image to image")
+    e.add_argument("image", type=Path)
+    _common(e); _sized(e)
+    e.add_argument("--strength", type=float, default=0.6)
+    i = sub.add_parser("inpaint", help="repaint where the mask is white")
+    i.add_argument("image", type=Path)
+    i.add_argument("mask", type=Path)
+    _common(i)
+    i.add_argument("--strength", type=float, default=1.0)
+    i.add_argument("--mask-blur", dest="mask_blur", type=float, default=None)
+    i.add_argument("--resize", action="store_true", help="resize the mask to the image")
+    c = sub.add_parser("control", help="ControlNet generation from a control picture")
+    c.add_argument("control_image", type=Path)
+    _common(c); _sized(c)
+    c.add_argument("--kind", default="canny")
+    c.add_argument("--controlnet", default=None)
+    c.add_argument("--scale", dest="controlnet_conditioning_scale", type=float, default=1.0)
+    c.add_argument("--no-preprocess", dest="preprocess", action="store_false")
+    r = sub.add_parser("regenerate", help="make a saved picture again from its recipe")
+    r.add_argument("source", type=Path)
+    r.add_argument("-o", "--output", type=Path, default=Path("regenerated.png"))
+    r.add_argument("--image", type=Path, default=None, help="input picture of an edit/inpaint")
+    r.add_argument("--mask", type=Path, default=None, help="mask of an inpaint")
+    r.add_argument("--control-image", dest="control_image", type=Path, default=None)
+    sub.add_parser("models", help="list the model families and their defaults")
+    return parser
+
+
+def _outputs(path: Path, n: int) -> list[Path]:
+    if n == 1:
+        return [path]
+    return [path.with_name(f"{path.stem}-{k}{path.suffix or '.png'}") for k in range(n)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import imagegen_nb as ig
+
+    if args.command == "models":
+        for f in ig.models():
+            print(f"{f.name:14} {f.default_size:>5}px {f.default_steps:>3} steps  guidance {f.default_guidance:<4} "
+                  f"{', '.join(f.tasks):32} {f.description}")
+        return 0
+    kw = {k: v for k, v in vars(args).items() if k not in ("command", "output") and v is not None}
+    try:
+        if args.command == "regenerate":
+            source = kw.pop("source")
+            images = ig.regenerate(source, **kw)
+        else:
+            images = getattr(ig, args.command)(**kw)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    images = images if isinstance(images, list) else [images]
+    for image, path in zip(images, _outputs(args.output, len(images))):
+        print(ig.save(image, path))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
