@@ -129,8 +129,11 @@ class PipelineCache:
         name = registry.BUILTIN if model is None else str(model)
         with self.lock:
             if name in self._entries:
-                self._entries.move_to_end(name)
-                return self._entries[name]
+                entry = self._entries[name]
+                if dtype is None or devices._dtype_name(dtype) == entry.placement.dtype:
+                    self._entries.move_to_end(name)
+                    return entry
+                self.evict(name)  # asked for another precision: reload rather than keep two copies
             entry = self._load(name, dtype=dtype, allow_pickle=allow_pickle)
             self._entries[name] = entry
             return entry
@@ -147,8 +150,6 @@ class PipelineCache:
 
     # -- loading ---------------------------------------------------------------------------------------------
     def _load(self, name: str, *, dtype, allow_pickle: bool) -> Entry:
-        from diffusers import DiffusionPipeline
-
         location, family = registry.resolve(None if name == registry.BUILTIN else name, allow_pickle=allow_pickle)
         placement = devices.current()
         if dtype is not None:
@@ -158,6 +159,8 @@ class PipelineCache:
             kwargs["use_safetensors"] = True
         try:
             with _quiet_diffusers():
+                from diffusers import DiffusionPipeline
+
                 if Path(location).is_file():
                     cls = getattr(__import__("diffusers"), family.pipeline)
                     pipe = cls.from_single_file(location, **kwargs)
@@ -199,10 +202,11 @@ class PipelineCache:
     def _derive(self, entry: Entry, task: str, controlnet: str | None):
         """A task pipeline sharing the base's modules. The Auto form keeps their dtype; a class-specific
         `from_pipe` would default to float32 and cast the shared fp16 weights in place (diffusers#12754)."""
-        from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image
-
         base = entry.base
         with _quiet_diffusers():
+            # imported here: importing them makes transformers log about optional image processors
+            from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image
+
             if task == "generate":
                 return base
             if task == "edit":

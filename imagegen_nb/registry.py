@@ -83,7 +83,8 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
            controlnets={"canny": "alibaba-pai/Z-Image-Turbo-Fun-Controlnet-Union"},
            description="Z-Image Turbo: 8-step distilled single-stream DiT"),
     Family("pixart-sigma", "PixArtSigmaPipeline", 1024, 20, 4.5, tasks=("generate",),
-           repo_ids=("PixArt-alpha/PixArt-Sigma-XL-2-1024-MS",), description="PixArt-Sigma (T5 + DiT)"),
+           repo_ids=("PixArt-alpha/PixArt-Sigma-XL-2-1024-MS",), call_kwargs={"clean_caption": False},
+           description="PixArt-Sigma (T5 + DiT)"),
     Family("sana", "SanaPipeline", 1024, 20, 4.5, size_factor=32, tasks=("generate",),
            repo_ids=("Efficient-Large-Model/Sana_1600M_1024px_diffusers",), description="Sana (linear DiT, DC-AE)"),
 ]}

@@ -114,7 +114,7 @@ def _run(task: str, prompt, *, model, seed, num_images, num_inference_steps, gui
                               generator=torch.Generator("cpu").manual_seed(s))
                 pipe.set_progress_bar_config(disable=progress is False, delay=0 if progress else 1.0, leave=False)
                 with watch(pipe, run, total=_expected_steps(steps, call.get("strength"))):
-                    out = _call(pipe, kwargs)
+                    out = _call(pipe, kwargs, s)
                 image = out.images[0]
                 if post is not None:
                     image = post(image)
@@ -122,7 +122,7 @@ def _run(task: str, prompt, *, model, seed, num_images, num_inference_steps, gui
                                 family=family.name, seed=s, num_inference_steps=steps, guidance_scale=guidance,
                                 width=width, height=height, negative_prompt=negative_prompt,
                                 strength=call.get("strength"), scheduler=scheduler, controlnet=controlnet,
-                                version=_version(), extra=dict(pipeline_kwargs), **recipe_extra)
+                                version=_version(), extra=_recordable(pipeline_kwargs), **recipe_extra)
                 if run is not None and run.stopped:
                     recipe.stopped_at = run.steps_done
                 images.append(mark(attach(image, recipe, inputs_kept), family.name))
@@ -138,15 +138,42 @@ def _run(task: str, prompt, *, model, seed, num_images, num_inference_steps, gui
     return result
 
 
+def _recordable(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Pipeline keyword arguments as a recipe can hold them (JSON). A tensor such as `latents=` cannot go into a PNG
+    text chunk: it is described instead, so the recipe says it was given and must be passed again to remake it."""
+    import json
+
+    out: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        try:
+            json.dumps(value)
+            out[key] = value
+        except (TypeError, ValueError):
+            shape = tuple(getattr(value, "shape", ()))
+            out[key] = f"<{type(value).__name__} {shape}, not recorded: pass {key}= again>"
+    return out
+
+
 def _expected_steps(steps: int, strength: float | None) -> int:
     return steps if strength is None else max(1, min(steps, int(steps * strength)))
 
 
-def _call(pipe, kwargs):
+def _call(pipe, kwargs, seed: int):
+    import inspect
+
     import torch
 
+    # SD/SDXL image-to-image take their size from the image and have no width/height (FLUX's and SD3's do).
+    params = inspect.signature(type(pipe).__call__).parameters
+    for key in ("width", "height"):
+        if key not in params:
+            kwargs.pop(key, None)
+    # Some pipelines draw from the global RNG besides our generator (SD3's ControlNet samples the VAE posterior
+    # of the control image): seed it too, inside fork_rng so the user's own random state is left alone.
+    cuda = [torch.cuda.current_device()] if torch.cuda.is_available() else []
     try:
-        with torch.inference_mode():
+        with torch.random.fork_rng(devices=cuda), torch.inference_mode():
+            torch.manual_seed(seed)
             return pipe(**kwargs)
     except torch.cuda.OutOfMemoryError:
         _cache._free_memory()

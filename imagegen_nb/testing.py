@@ -1,4 +1,4 @@
-"""Tiny random-weight diffusers pipelines, built from config and saved as ordinary model folders, for tests and benchmarks."""
+"""Tiny random-weight diffusers pipelines saved as model folders for tests, and full-size UNets for benchmarks."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import tempfile
 
 __all__ = [
     "CALL_KWARGS",
+    "CONTROLNET_CLASS",
     "CONTROLNET_FAMILIES",
     "CONTROL_IMAGE_ARG",
     "FAMILIES",
@@ -27,13 +28,14 @@ SAMPLE_SIZE: dict[str, tuple[int, int]] = {family: (32, 32) for family in FAMILI
 
 # Extra call arguments the tiny builds need: PixArt and Sana would otherwise snap 32x32 to their smallest
 # trained aspect-ratio bucket (256 px and up), and Sana's default prompt preamble is long English instructions.
+# PixArt-Sigma's `clean_caption` defaults to True and, without beautifulsoup4 and ftfy, logs a warning each call.
 CALL_KWARGS: dict[str, dict[str, object]] = {
     "sd15": {},
     "sdxl": {},
     "sd3": {},
     "flux": {},
     "zimage": {},
-    "pixart_sigma": {"use_resolution_binning": False},
+    "pixart_sigma": {"use_resolution_binning": False, "clean_caption": False},
     "sana": {"use_resolution_binning": False, "complex_human_instruction": None},
 }
 
@@ -58,9 +60,21 @@ CONTROL_IMAGE_ARG: dict[str, str] = {
     "zimage": "control_image",
 }
 
+# The diffusers class a ControlNet folder of each family loads with (also its config.json's "_class_name").
+CONTROLNET_CLASS: dict[str, str] = {
+    "sd15": "ControlNetModel",
+    "sdxl": "ControlNetModel",
+    "sd3": "SD3ControlNetModel",
+    "flux": "FluxControlNetModel",
+    "zimage": "ZImageControlNetModel",
+}
+
 # Sizes shared by a family's denoiser and its ControlNet.
 _CLIP_WIDTH = 32  # hidden size of every tiny CLIP text encoder
-_T5_WIDTH = 32  # d_model of every tiny T5 encoder
+_T5_WIDTH = 32  # d_model of the tiny T5 encoders (FLUX, PixArt)
+# SD3 pads its two CLIP outputs, side by side, up to T5's width (768 + 1280 -> 4096); a narrower T5 would make
+# that pad negative and silently cut the CLIP features.
+_SD3_T5_WIDTH = 2 * _CLIP_WIDTH + 32
 _SD_UNET = dict(block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
                 down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
                 up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"))
@@ -68,7 +82,7 @@ _SD_CONTROL_EMBEDDING = (8, 16)  # two entries: one stride-2 step, like the two-
 # Two layers: the last SD3 block is "context pre-only" and takes no ControlNet residual, so one layer would
 # silently ignore the control image.
 _SD3_TRANSFORMER = dict(sample_size=16, patch_size=2, in_channels=16, out_channels=16, num_layers=2,
-                        attention_head_dim=8, num_attention_heads=2, joint_attention_dim=_T5_WIDTH,
+                        attention_head_dim=8, num_attention_heads=2, joint_attention_dim=_SD3_T5_WIDTH,
                         caption_projection_dim=16, pooled_projection_dim=2 * _CLIP_WIDTH, pos_embed_max_size=32)
 _FLUX_TRANSFORMER = dict(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
                          num_attention_heads=2, joint_attention_dim=_T5_WIDTH, pooled_projection_dim=_CLIP_WIDTH,
@@ -183,11 +197,11 @@ def _clip_text_encoder(tokenizer, *, with_projection: bool, seed: int):
     return (CLIPTextModelWithProjection if with_projection else CLIPTextModel)(config).eval()
 
 
-def _t5_text_encoder(tokenizer, *, seed: int):
+def _t5_text_encoder(tokenizer, *, seed: int, width: int = _T5_WIDTH):
     import torch
     from transformers import T5Config, T5EncoderModel
 
-    config = T5Config(vocab_size=len(tokenizer), d_model=_T5_WIDTH, d_kv=8, d_ff=37, num_layers=1, num_heads=4,
+    config = T5Config(vocab_size=len(tokenizer), d_model=width, d_kv=8, d_ff=37, num_layers=1, num_heads=4,
                       relative_attention_num_buckets=8, relative_attention_max_distance=32, dropout_rate=0.0,
                       is_encoder_decoder=False, use_cache=False, pad_token_id=tokenizer.pad_token_id,
                       eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.pad_token_id)
@@ -238,15 +252,36 @@ def _kl_vae(*, latent_channels: int, seed: int, **config):
 # Families
 
 
-def _sd15(seed: int):
+def _sd15_unet(seed: int):
     import torch
-    from diffusers import PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    return UNet2DConditionModel(sample_size=16, in_channels=4, out_channels=4, cross_attention_dim=_CLIP_WIDTH,
+                                attention_head_dim=4, **_SD_UNET).eval()
+
+
+def _sdxl_unet(seed: int):
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    addition_time_embed_dim = 8
+    torch.manual_seed(seed)
+    return UNet2DConditionModel(sample_size=16, in_channels=4, out_channels=4, cross_attention_dim=2 * _CLIP_WIDTH,
+                                attention_head_dim=(2, 4), use_linear_projection=True,
+                                addition_embed_type="text_time", addition_time_embed_dim=addition_time_embed_dim,
+                                transformer_layers_per_block=(1, 1),
+                                # six micro-conditioning numbers, each embedded, plus the pooled text embedding
+                                projection_class_embeddings_input_dim=6 * addition_time_embed_dim + _CLIP_WIDTH,
+                                **_SD_UNET).eval()
+
+
+def _sd15(seed: int):
+    from diffusers import PNDMScheduler, StableDiffusionPipeline
 
     tokenizer = _clip_tokenizer()
     text_encoder = _clip_text_encoder(tokenizer, with_projection=False, seed=seed)
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(sample_size=16, in_channels=4, out_channels=4, cross_attention_dim=_CLIP_WIDTH,
-                                attention_head_dim=4, **_SD_UNET).eval()
+    unet = _sd15_unet(seed)
     vae = _kl_vae(latent_channels=4, seed=seed)
     scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True,
                               set_alpha_to_one=False, steps_offset=1)
@@ -256,22 +291,13 @@ def _sd15(seed: int):
 
 
 def _sdxl(seed: int):
-    import torch
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
 
     tokenizer = _clip_tokenizer()
     text_encoder = _clip_text_encoder(tokenizer, with_projection=False, seed=seed)
     tokenizer_2 = _clip_tokenizer()
     text_encoder_2 = _clip_text_encoder(tokenizer_2, with_projection=True, seed=seed + 1)
-    addition_time_embed_dim = 8
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(sample_size=16, in_channels=4, out_channels=4, cross_attention_dim=2 * _CLIP_WIDTH,
-                                attention_head_dim=(2, 4), use_linear_projection=True,
-                                addition_embed_type="text_time", addition_time_embed_dim=addition_time_embed_dim,
-                                transformer_layers_per_block=(1, 1),
-                                # six micro-conditioning numbers, each embedded, plus the pooled text embedding
-                                projection_class_embeddings_input_dim=6 * addition_time_embed_dim + _CLIP_WIDTH,
-                                **_SD_UNET).eval()
+    unet = _sdxl_unet(seed)
     vae = _kl_vae(latent_channels=4, seed=seed)
     scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                                        steps_offset=1, timestep_spacing="leading")
@@ -286,7 +312,7 @@ def _sd3(seed: int):
     tokenizer, tokenizer_2, tokenizer_3 = _clip_tokenizer(), _clip_tokenizer(), _t5_tokenizer()
     text_encoder = _clip_text_encoder(tokenizer, with_projection=True, seed=seed)
     text_encoder_2 = _clip_text_encoder(tokenizer_2, with_projection=True, seed=seed + 1)
-    text_encoder_3 = _t5_text_encoder(tokenizer_3, seed=seed)
+    text_encoder_3 = _t5_text_encoder(tokenizer_3, seed=seed, width=_SD3_T5_WIDTH)
     torch.manual_seed(seed)
     transformer = SD3Transformer2DModel(**_SD3_TRANSFORMER).eval()
     vae = _kl_vae(latent_channels=16, seed=seed, use_quant_conv=False, use_post_quant_conv=False,
@@ -387,6 +413,28 @@ def _check_family(family: str, known: tuple[str, ...]) -> None:
         raise ValueError(f"`family` must be one of {', '.join(known)}, but is {family!r}.")
 
 
+def _save(model, folder: pathlib.Path) -> None:
+    """`model.save_pretrained(folder)`, written to a sibling folder first and renamed into place.
+
+    So an interrupted build leaves no half-written folder that the idempotence check would take as finished.
+    """
+    import shutil
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and any(folder.iterdir()):  # a folder with other files in it: write in place
+        model.save_pretrained(folder)
+        return
+    partial = pathlib.Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
+    try:
+        model.save_pretrained(partial)
+        if folder.exists():
+            folder.rmdir()
+        partial.rename(folder)
+    finally:
+        if partial.exists():
+            shutil.rmtree(partial)
+
+
 def make_tiny_model(family: str, folder: str | os.PathLike, *, seed: int = 0) -> pathlib.Path:
     """Write a tiny random pipeline of `family` to `folder` (created), return the folder.
 
@@ -398,9 +446,7 @@ def make_tiny_model(family: str, folder: str | os.PathLike, *, seed: int = 0) ->
     folder = pathlib.Path(folder)
     if (folder / "model_index.json").exists():
         return folder
-    pipe = _BUILDERS[family](seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    pipe.save_pretrained(folder)
+    _save(_BUILDERS[family](seed), folder)
     return folder
 
 
@@ -423,8 +469,10 @@ def _wake_zero_init(module, seed: int) -> None:
 def make_tiny_controlnet(family: str, folder: str | os.PathLike, *, seed: int = 0) -> pathlib.Path:
     """Write a tiny random ControlNet matching make_tiny_model(family)'s denoiser to `folder`; return the folder.
 
-    Idempotent like `make_tiny_model` (checks folder/config.json). The usual zero-initialised output layers get
-    small random weights, so the control image visibly changes the result.
+    Idempotent like `make_tiny_model` (checks folder/config.json). The layers a ControlNet starts at zero get
+    their layer's default random init instead, so the control image visibly changes the result. Load it with
+    `getattr(diffusers, CONTROLNET_CLASS[family]).from_pretrained(folder)`; pass the control image as
+    `CONTROL_IMAGE_ARG[family]`.
     """
     import torch
 
@@ -435,7 +483,7 @@ def make_tiny_controlnet(family: str, folder: str | os.PathLike, *, seed: int = 
     if family in ("sd15", "sdxl"):
         from diffusers import ControlNetModel
 
-        unet = _BUILDERS[family](seed).unet
+        unet = (_sd15_unet if family == "sd15" else _sdxl_unet)(seed)  # the very weights make_tiny_model writes
         torch.manual_seed(seed)
         controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=_SD_CONTROL_EMBEDDING)
     elif family == "sd3":
@@ -452,15 +500,11 @@ def make_tiny_controlnet(family: str, folder: str | os.PathLike, *, seed: int = 
         from diffusers import ZImageControlNetModel
 
         torch.manual_seed(seed)
-        config = {k: v for k, v in _ZIMAGE_TRANSFORMER.items() if k in ("all_patch_size", "all_f_patch_size",
-                                                                          "dim", "n_refiner_layers", "n_heads",
-                                                                          "n_kv_heads", "norm_eps", "qk_norm")}
         controlnet = ZImageControlNetModel(control_layers_places=[0], control_refiner_layers_places=[0],
                                            control_in_dim=16, add_control_noise_refiner="control_noise_refiner",
-                                           **config)
+                                           **_ZIMAGE_TRANSFORMER)
     _wake_zero_init(controlnet, seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    controlnet.eval().save_pretrained(folder)
+    _save(controlnet.eval(), folder)
     return folder
 
 

@@ -31,7 +31,7 @@ class Architecture:
     norm_groups: int = 16
 
 
-SMOKE = Architecture(vae_channels=(8, 16, 16), text_width=32, text_layers=1, text_heads=2, unet_channels=(16, 32, 32),
+SMOKE = Architecture(text_width=32, text_layers=1, text_heads=2, unet_channels=(16, 32, 32),
                      unet_head_dim=8, controlnet_embedding_channels=(8, 16, 16), norm_groups=8)
 
 

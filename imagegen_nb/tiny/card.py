@@ -1,0 +1,63 @@
+"""The built-in model's card: what it is, how it was trained, and how it scores."""
+
+from __future__ import annotations
+
+import json
+
+from . import world
+
+_TEMPLATE = """# imagegen_nb built-in model: tiny shapes
+
+A tiny text-to-image latent diffusion model of a synthetic world of flat shapes, in diffusers'
+`StableDiffusionPipeline` format. It is the default model of `imagegen_nb` and the subject of its teaching material.
+It was trained from scratch by `python -m imagegen_nb.tiny.train` on pictures from `imagegen_nb.tiny.world`.
+
+```python
+from diffusers import StableDiffusionPipeline
+from imagegen_nb import tiny
+pipe = StableDiffusionPipeline.from_pretrained(tiny.model_path())
+image = pipe("a red circle to the left of a blue square", num_inference_steps=20).images[0]
+```
+
+## The world
+64x64 RGB pictures: one to four flat shapes ({shapes}) in {n_colors} colours ({colors}), small or large, on a
+{backgrounds} background. Captions cover the categories of the GenEval benchmark: single object ("a circle"),
+colors ("a purple square"), counting ("three green triangles"), two objects ("a circle and a triangle"), position
+("a blue square to the left of a yellow circle"), attribute binding ("a red circle and a blue square").
+Held out of training entirely: {held_out}.
+
+## Parts
+| part | class | notes |
+|---|---|---|
+| tokenizer | `PreTrainedTokenizerFast` (word level) | one token per word of the world's {n_words}-word vocabulary; unknown words become `<unk>` |
+| text encoder | `T5EncoderModel` | bidirectional, so every word sees the whole sentence |
+| VAE | `AutoencoderKL` | 64x64x3 -> 16x16x4 |
+| UNet | `UNet2DConditionModel` | epsilon prediction; cross-attention at 16x16, 8x8 and the middle |
+| scheduler | `DPMSolverMultistepScheduler` | SD 1.5's scaled-linear schedule, trailing spacing |
+| ControlNet | `ControlNetModel` (in `../controlnet-canny`) | canny edges of the same world |
+
+## Evaluation
+`python -m imagegen_nb.tiny.evaluate`: {per_category} prompts per category, {images_per_prompt} pictures per prompt,
+graded by the world's analytic checker (colour segmentation, connected components, fill ratio for the shape,
+centroids for position), which scores {checker:.1%} on ground-truth renders. Settings: {settings}.
+
+{table}
+
+Held-out pairs are prompts naming a colour x shape pair never seen in training.
+{seconds:.0f} ms per picture during evaluation (one CPU thread, default settings, batch of one).
+
+## Training
+```json
+{training}
+```
+"""
+
+
+def render(result: dict, table: str, training: dict) -> str:
+    return _TEMPLATE.format(
+        shapes=", ".join(world.SHAPES), n_colors=len(world.COLORS), colors=", ".join(world.COLORS),
+        backgrounds=" / ".join(world.BACKGROUNDS), held_out=", ".join(f"{c} {s}" for c, s in sorted(world.HELD_OUT)),
+        n_words=len(world.vocabulary()), per_category=result["prompts_per_category"],
+        images_per_prompt=result["images_per_prompt"], checker=result["checker_accuracy"],
+        settings=json.dumps(result.get("settings") or "model defaults"), table=table,
+        seconds=result["seconds_per_image"] * 1000, training=json.dumps(training, indent=2))

@@ -1,0 +1,153 @@
+"""Score a model of the shapes world the way GenEval scores real models: prompts per category, four pictures per
+prompt, each graded by the world's checker.
+
+    python -m imagegen_nb.tiny.evaluate                 # the shipped model, prints the table
+    python -m imagegen_nb.tiny.evaluate --write-card    # and writes it into the model card
+
+The checker first proves itself on ground-truth renders of the same prompts' scenes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import checker, world
+
+TARGETS = {"single_object": 0.97, "colors": 0.95, "position": 0.85, "counting": 0.80, "two_object": 0.85,
+           "color_attr": 0.70}
+
+
+@dataclass
+class Prompt:
+    text: str
+    category: str
+    held_out: bool
+
+
+def _names_held_out(scene: world.Scene, text: str) -> bool:
+    spec = checker.parse(text)
+    return any((c, s) in world.HELD_OUT for c, s in spec.objects if c is not None)
+
+
+def prompts(per_category: int = 16, seed: int = 1234) -> list[Prompt]:
+    """Distinct prompts per category in the world's plain grammar, plus prompts naming held-out colour x shape
+    pairs (marked `held_out`, scored apart)."""
+    rng = random.Random(seed)
+    out: list[Prompt] = []
+    for category in world.CATEGORIES:
+        seen: set[str] = set()
+        tries = 0
+        while len(seen) < per_category and tries < 10_000:
+            tries += 1
+            text = world.caption(world.sample_scene(rng=rng, category=category, training=True))
+            if text not in seen:
+                seen.add(text)
+                out.append(Prompt(text, category, False))
+    held: set[str] = set()
+    for category in ("colors", "color_attr", "position"):
+        tries = 0
+        while sum(p.category == category for p in out if p.held_out) < max(2, per_category // 4) and tries < 10_000:
+            tries += 1
+            scene = world.sample_scene(rng=rng, category=category, training=False)
+            text = world.caption(scene)
+            if text not in held and _names_held_out(scene, text):
+                held.add(text)
+                out.append(Prompt(text, category, True))
+    return out
+
+
+def checker_accuracy(n: int = 600, seed: int = 99) -> float:
+    """The checker's accuracy on ground-truth renders with random captions of every category."""
+    rng = random.Random(seed)
+    right = 0
+    for _ in range(n):
+        scene = world.sample_scene(rng=rng, training=False)
+        right += checker.grade(world.render(scene), world.caption(scene, rng=rng))
+    return right / n
+
+
+def evaluate(model=None, *, per_category: int = 16, images_per_prompt: int = 4, seed: int = 0, **kwargs) -> dict:
+    """Generate `images_per_prompt` pictures for each prompt and grade them. Returns per-category scores
+    (trained combinations), held-out scores, checker accuracy and seconds per image."""
+    import imagegen_nb as ig
+
+    results: dict[str, list[bool]] = {}
+    held: dict[str, list[bool]] = {}
+    ps = prompts(per_category)
+    started = time.perf_counter()
+    for k, p in enumerate(ps):
+        images = ig.generate(p.text, model=model, seed=seed + 1000 * k, num_images=images_per_prompt,
+                             progress=False, **kwargs)
+        grades = [checker.grade(im, p.text) for im in images]
+        (held if p.held_out else results).setdefault(p.category, []).extend(grades)
+    seconds = (time.perf_counter() - started) / (len(ps) * images_per_prompt)
+    score = {c: sum(v) / len(v) for c, v in results.items()}
+    return {
+        "scores": score,
+        "overall": sum(score.values()) / len(score),
+        "held_out": {c: sum(v) / len(v) for c, v in held.items()},
+        "checker_accuracy": checker_accuracy(),
+        "seconds_per_image": seconds,
+        "prompts_per_category": per_category,
+        "images_per_prompt": images_per_prompt,
+    }
+
+
+def table(result: dict) -> str:
+    """A Markdown table of the scores against the targets."""
+    rows = ["| category | score | target | held-out pairs |", "|---|---|---|---|"]
+    for c in world.CATEGORIES:
+        s = result["scores"].get(c)
+        h = result["held_out"].get(c)
+        rows.append(f"| {c} | {s:.0%} | {TARGETS[c]:.0%} | {'' if h is None else f'{h:.0%}'} |")
+    rows.append(f"| **overall** | {result['overall']:.0%} | | |")
+    return "\n".join(rows)
+
+
+def write_card(result: dict, path: Path, training: dict | None = None) -> None:
+    """Write the model card (README.md of the model folder) with the evaluation table and training settings."""
+    from .card import render
+
+    path.write_text(render(result, table(result), training or {}))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m imagegen_nb.tiny.evaluate", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default=None, help="model folder (default: the built-in model)")
+    parser.add_argument("--per-category", type=int, default=16)
+    parser.add_argument("--images-per-prompt", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=None, help="num_inference_steps (default: the model's)")
+    parser.add_argument("--guidance", type=float, default=None)
+    parser.add_argument("--scheduler", default=None)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--json", type=Path, default=None, help="also write the result as JSON here")
+    parser.add_argument("--write-card", action="store_true", help="write the table into the model card")
+    parser.add_argument("--training", type=Path, default=None, help="training config.json to cite in the card")
+    args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    kwargs = {k: v for k, v in dict(num_inference_steps=args.steps, guidance_scale=args.guidance,
+                                     scheduler=args.scheduler).items() if v is not None}
+    result = evaluate(args.model, per_category=args.per_category, images_per_prompt=args.images_per_prompt, **kwargs)
+    result["settings"] = kwargs
+    print(table(result))
+    print(f"checker on ground truth: {result['checker_accuracy']:.1%}; "
+          f"{result['seconds_per_image'] * 1000:.0f} ms per image")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    if args.write_card:
+        from . import model_path
+
+        training = json.loads(args.training.read_text()) if args.training else {}
+        write_card(result, model_path() / "README.md", training)
+
+
+if __name__ == "__main__":
+    main()
