@@ -29,12 +29,18 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "models": ("registry", "models"),
     "set_device": ("devices", "set_device"),
     "Run": ("steps", "Run"),
+    "trace": ("traces", "trace"),
+    "Trace": ("traces", "Trace"),
     "grid": ("display", "grid"),
+    "Studio": ("widgets.studio", "Studio"),
+    "MaskCanvas": ("widgets.mask_canvas", "MaskCanvas"),
+    "TracePlayer": ("widgets.trace_player", "TracePlayer"),
     "cache": ("cache", None),
     "registry": ("registry", None),
     "devices": ("devices", None),
     "steps": ("steps", None),
     "tiny": ("tiny", None),
+    "teach": ("teach", None),
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
@@ -55,7 +61,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from . import cache, devices, registry, steps, tiny
+    from . import cache, devices, registry, steps, teach, tiny
     from .devices import set_device
     from .display import grid
     from .preprocessors import preprocess
@@ -63,3 +69,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .registry import models
     from .steps import Run
     from .tasks import control, edit, generate, inpaint
+    from .traces import Trace, trace
+    from .widgets.mask_canvas import MaskCanvas
+    from .widgets.studio import Studio
+    from .widgets.trace_player import TracePlayer

@@ -121,6 +121,27 @@ class PipelineCache:
                 _free_memory()
             return found
 
+    def add(self, name: str, pipe, *, family: str | None = None) -> Entry:
+        """Put a pipeline you built yourself (e.g. with a LoRA loaded) in the cache under `name`, so the task
+        functions use it with `model=name`. Its family is guessed from its class unless given."""
+        if family is None:
+            family = registry._BY_CLASS.get(type(pipe).__name__)
+            if family is None:
+                raise ValueError(f"cannot tell the family of a {type(pipe).__name__}; pass family= one of "
+                                 f"{', '.join(registry.FAMILIES)}")
+        fam = registry.FAMILIES[family]
+        placement = devices.current()
+        with self.lock:
+            nbytes = _param_bytes(*_pipe_modules(pipe))
+            self._make_room(nbytes, placement)
+            offloaded = _place(pipe, placement, nbytes)
+            pipe.set_progress_bar_config(disable=True)
+            entry = Entry(name, name, fam, pipe, placement, offloaded, nbytes=nbytes)
+            entry.tasks[("generate", None)] = pipe
+            self._entries[name] = entry
+            registry.register(name, fam)
+            return entry
+
     def __contains__(self, model) -> bool:
         return (registry.BUILTIN if model is None else str(model)) in self._entries
 
@@ -297,6 +318,19 @@ def info() -> dict:
 def clear() -> None:
     """Unload every model from the shared cache."""
     shared.clear()
+
+
+def add(name: str, pipe, *, family: str | None = None) -> Entry:
+    """Put your own pipeline in the shared cache under `name` (see `PipelineCache.add`).
+
+    >>> import imagegen_nb as ig
+    >>> from diffusers import StableDiffusionPipeline
+    >>> pipe = StableDiffusionPipeline.from_pretrained(ig.tiny.model_path())
+    >>> _ = ig.cache.add("my-shapes", pipe, family="tiny")
+    >>> ig.generate("a red circle", model="my-shapes", seed=0).size
+    (64, 64)
+    """
+    return shared.add(name, pipe, family=family)
 
 
 def evict(model: str | None = None) -> bool:

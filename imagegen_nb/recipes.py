@@ -162,6 +162,10 @@ def regenerate(image_or_path, **overrides):
     inputs = dict(image.info.get(INPUTS_KEY, {}))
     inputs.update({k: overrides.pop(k) for k in ("image", "mask", "control_image") if k in overrides})
     kwargs.update(overrides)
+    unrecorded = [k for k, v in kwargs.items() if isinstance(v, str) and v.startswith("<") and "not recorded" in v]
+    if unrecorded:
+        raise ValueError(f"this picture was made with {', '.join(unrecorded)} that a recipe cannot hold (a tensor); "
+                         f"pass {', '.join(f'{k}=...' for k in unrecorded)} again to ig.regenerate")
     prompt = kwargs.pop("prompt", r.prompt)
     needed = {"edit": ("image",), "inpaint": ("image", "mask"), "control": ("control_image",)}.get(r.task, ())
     missing = [n for n in needed if n not in inputs]

@@ -38,6 +38,7 @@ class Family:
     control_image_arg: str = "control_image"  # SD and SDXL text-to-image call it `image`
     call_kwargs: dict = field(default_factory=dict)  # always passed to the pipeline
     default_scheduler: str | None = None  # None: the scheduler the model ships with
+    flow: bool = False  # trained by flow matching (velocity prediction) rather than noise prediction
     description: str = ""
 
     def check_task(self, task: str) -> None:
@@ -65,27 +66,27 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
            description="Stable Diffusion XL, 1024x1024"),
     Family("sdxl-turbo", "StableDiffusionXLPipeline", 512, 1, 0.0, control_image_arg="image",
            repo_ids=("stabilityai/sdxl-turbo",), description="SDXL-Turbo: one-step distilled SDXL, 512x512"),
-    Family("sd3", "StableDiffusion3Pipeline", 1024, 28, 7.0, size_factor=16,
+    Family("sd3", "StableDiffusion3Pipeline", 1024, 28, 7.0, flow=True, size_factor=16,
            repo_ids=("stabilityai/stable-diffusion-3-medium-diffusers", "stabilityai/stable-diffusion-3.5-medium"),
            controlnets={"canny": "InstantX/SD3-Controlnet-Canny"},
            description="Stable Diffusion 3 (flow matching, MMDiT)"),
-    Family("flux-schnell", "FluxPipeline", 1024, 4, 0.0, size_factor=16,
+    Family("flux-schnell", "FluxPipeline", 1024, 4, 0.0, flow=True, size_factor=16,
            repo_ids=("black-forest-labs/FLUX.1-schnell",),
            controlnets={"canny": "InstantX/FLUX.1-dev-Controlnet-Canny"},
            call_kwargs={"max_sequence_length": 256},
            description="FLUX.1-schnell: 4-step distilled flow matching"),
-    Family("flux-dev", "FluxPipeline", 1024, 28, 3.5, size_factor=16,
+    Family("flux-dev", "FluxPipeline", 1024, 28, 3.5, flow=True, size_factor=16,
            repo_ids=("black-forest-labs/FLUX.1-dev",),
            controlnets={"canny": "InstantX/FLUX.1-dev-Controlnet-Canny"},
            description="FLUX.1-dev: guidance-distilled flow matching"),
-    Family("zimage-turbo", "ZImagePipeline", 1024, 9, 0.0, size_factor=16,
+    Family("zimage-turbo", "ZImagePipeline", 1024, 9, 0.0, flow=True, size_factor=16,
            repo_ids=("Tongyi-MAI/Z-Image-Turbo",),
            controlnets={"canny": "alibaba-pai/Z-Image-Turbo-Fun-Controlnet-Union"},
            description="Z-Image Turbo: 8-step distilled single-stream DiT"),
     Family("pixart-sigma", "PixArtSigmaPipeline", 1024, 20, 4.5, tasks=("generate",),
            repo_ids=("PixArt-alpha/PixArt-Sigma-XL-2-1024-MS",), call_kwargs={"clean_caption": False},
            description="PixArt-Sigma (T5 + DiT)"),
-    Family("sana", "SanaPipeline", 1024, 20, 4.5, size_factor=32, tasks=("generate",),
+    Family("sana", "SanaPipeline", 1024, 20, 4.5, flow=True, size_factor=32, tasks=("generate",),
            repo_ids=("Efficient-Large-Model/Sana_1600M_1024px_diffusers",), description="Sana (linear DiT, DC-AE)"),
 ]}
 
@@ -137,9 +138,18 @@ def resolve(model: str | Path | None, *, allow_pickle: bool = False) -> tuple[st
     return str(model), family_of(model)
 
 
+_REGISTERED: dict[str, Family] = {}  # names given to pipelines put in the cache with ig.cache.add
+
+
+def register(name: str, family: Family) -> None:
+    _REGISTERED[name] = family
+
+
 def family_of(model: str | Path) -> Family:
     """The family of a Hub id or a local diffusers folder: known ids first, then `model_index.json`'s class."""
     key = str(model)
+    if key in _REGISTERED:
+        return _REGISTERED[key]
     if key == BUILTIN or Path(key).resolve() == builtin_path().resolve():
         return FAMILIES[BUILTIN]
     if key.lower() in _BY_REPO:

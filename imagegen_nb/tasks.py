@@ -22,11 +22,15 @@ from .recipes import Recipe, attach
 from .steps import Run, watch
 
 SCHEDULERS = {
-    "ddim": "DDIMScheduler", "ddpm": "DDPMScheduler", "pndm": "PNDMScheduler", "lms": "LMSDiscreteScheduler",
-    "euler": "EulerDiscreteScheduler", "euler_a": "EulerAncestralDiscreteScheduler", "heun": "HeunDiscreteScheduler",
-    "dpm++": "DPMSolverMultistepScheduler", "dpm++_sde": "DPMSolverSDEScheduler", "unipc": "UniPCMultistepScheduler",
-    "lcm": "LCMScheduler", "flow_euler": "FlowMatchEulerDiscreteScheduler",
+    "ddim": "DDIMScheduler", "ddpm": "DDPMScheduler", "pndm": "PNDMScheduler",
+    "euler": "EulerDiscreteScheduler", "euler_a": "EulerAncestralDiscreteScheduler",
+    "dpm++": "DPMSolverMultistepScheduler", "unipc": "UniPCMultistepScheduler", "lcm": "LCMScheduler",
+    "flow_euler": "FlowMatchEulerDiscreteScheduler",
 }
+# Flow-matching models (SD3, FLUX, Z-Image, Sana) need a scheduler that speaks flow (the multistep solvers keep
+# the model's flow settings through from_config); noise-prediction models cannot use the flow-only one.
+FLOW_ONLY = {"flow_euler"}
+FLOW_CAPABLE = {"flow_euler", "dpm++", "unipc"}
 
 
 def _version() -> str:
@@ -62,12 +66,22 @@ def _prompts(prompt, num_images: int) -> tuple[list[str], bool]:
     raise TypeError(f"prompt must be a string or a non-empty list of strings, not {prompt!r}")
 
 
+def _check_scheduler(name: str | None, family: registry.Family) -> None:
+    if name is None:
+        return
+    if name not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
+    if (family.flow and name not in FLOW_CAPABLE) or (not family.flow and name in FLOW_ONLY):
+        fitting = sorted(FLOW_CAPABLE) if family.flow else sorted(set(SCHEDULERS) - FLOW_ONLY)
+        kind = "flow-matching" if family.flow else "noise-prediction (not flow-matching)"
+        raise ValueError(f"scheduler {name!r} does not fit {family.name} models, which are {kind}; "
+                         f"choose one of {', '.join(fitting)}")
+
+
 def _scheduler_swap(pipe, name: str | None):
     """Replace the pipeline's scheduler for one call; returns the one to put back (or None)."""
     if name is None:
         return None
-    if name not in SCHEDULERS:
-        raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
     import diffusers
 
     cls = getattr(diffusers, SCHEDULERS[name])
@@ -94,6 +108,7 @@ def _run(task: str, prompt, *, model, seed, num_images, num_inference_steps, gui
     width = family.default_size if width is None else width
     height = family.default_size if height is None else height
     inputs.check_size(width, height, family.size_factor, family.name)
+    _check_scheduler(scheduler, family)
     prompts, as_list = _prompts(prompt, num_images)
     seeds = _seeds(seed, len(prompts))
     scheduler_name = scheduler or family.default_scheduler
@@ -164,6 +179,7 @@ def _call(pipe, kwargs, seed: int):
     import torch
 
     # SD/SDXL image-to-image take their size from the image and have no width/height (FLUX's and SD3's do).
+    size = f"{kwargs.get('width')}x{kwargs.get('height')}"
     params = inspect.signature(type(pipe).__call__).parameters
     for key in ("width", "height"):
         if key not in params:
@@ -178,7 +194,7 @@ def _call(pipe, kwargs, seed: int):
     except torch.cuda.OutOfMemoryError:
         _cache._free_memory()
         raise OutOfMemoryError(
-            f"the GPU ran out of memory making a {kwargs['width']}x{kwargs['height']} image. Try a smaller size, "
+            f"the GPU ran out of memory making a {size} image. Try a smaller size, "
             "fewer images, or CPU offload: ig.set_device('cuda', memory='offload') then ig.cache.clear(). "
             "Loaded models are still usable.") from None
 

@@ -147,3 +147,20 @@ def test_out_of_memory_is_caught_and_cache_survives(monkeypatch, pixels):
         ig.generate("a red circle", seed=2)
     monkeypatch.setattr(type(pipe), "__call__", original)
     assert (pixels(ig.generate("a red circle", seed=2)) == pixels(before)).all()
+
+
+def test_flow_scheduler_on_a_noise_prediction_model():
+    with pytest.raises(ValueError, match="scheduler 'flow_euler' does not fit tiny models.*choose one of ddim"):
+        ig.generate("a red circle", scheduler="flow_euler")
+
+
+def test_regenerate_asks_for_tensors_a_recipe_cannot_hold():
+    import torch
+
+    latents = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    image = ig.generate("a red circle", seed=0, latents=latents)
+    assert "not recorded" in ig.recipe(image)["extra"]["latents"]
+    with pytest.raises(ValueError, match="made with latents that a recipe cannot hold.*pass latents="):
+        ig.regenerate(image)
+    again = ig.regenerate(image, latents=latents)
+    assert (np.asarray(again) == np.asarray(image)).all()

@@ -28,7 +28,7 @@ class Architecture:
     unet_layers_per_block: int = 1
     unet_head_dim: int = 32
     controlnet_embedding_channels: tuple[int, ...] = (16, 32, 64)  # 3 entries: downsample 4x like the VAE
-    norm_groups: int = 16
+    norm_groups: int = 8  # UNet GroupNorm groups: 6 to 16 channels per group
 
 
 SMOKE = Architecture(text_width=32, text_layers=1, text_heads=2, unet_channels=(16, 32, 32),

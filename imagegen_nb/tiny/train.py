@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import components, world
@@ -36,10 +35,12 @@ class TrainConfig:
     """How each phase trains (the shipped model used these defaults)."""
 
     seed: int = 0
-    vae_steps: int = 1200  # batch 16: reconstructions of this world are near exact by then
+    vae_steps: int = 1800  # batch 16
     vae_batch: int = 16
-    vae_lr: float = 2e-3
+    vae_lr: float = 1e-3
+    vae_foreground: float = 10.0  # extra loss weight of pixels that differ from the background
     vae_kl: float = 1e-8  # per-image KL sum against per-pixel MSE: just enough to keep latents near N(0, 1) scale
+    vae_var: float = 0.01  # penalty on the posterior variance: a near-deterministic encoder
     unet_steps: int = 6000
     batch: int = 64
     lr: float = 6e-4
@@ -98,9 +99,15 @@ def train_vae(out: Path, arch: components.Architecture, cfg: TrainConfig, steps:
         images, _, _ = world.batch(cfg.vae_batch, seed=10_000_000 + step, training=False)
         x = _images_to_tensor(images, device)
         posterior = vae.encode(x).latent_dist
-        gen = torch.Generator(device).manual_seed(cfg.seed * 1_000_003 + step)  # per step: resuming is exact
-        recon = vae.decode(posterior.sample(generator=gen)).sample
-        loss = F.mse_loss(recon, x) + cfg.vae_kl * posterior.kl().mean()
+        # Decode the posterior mean (diffusion trains on it) and push the posterior's variance towards zero, so
+        # image-to-image, which samples the posterior, gets the same latents; a tiny KL keeps their scale sane.
+        recon = vae.decode(posterior.mean).sample
+        # Shapes cover a tenth of the picture: weight their pixels up, or the background's error dominates and
+        # shape colours are learned last.
+        background = x[:, :, :1, :1]
+        weight = 1 + cfg.vae_foreground * ((x - background).abs().amax(1, keepdim=True) > 0.05).float()
+        mse = (weight * (recon - x) ** 2).mean() / weight.mean()
+        loss = mse + cfg.vae_var * posterior.var.mean() + cfg.vae_kl * posterior.kl().mean()
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
         losses.append(loss.item())
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == total:
@@ -188,6 +195,21 @@ def train_unet(out: Path, arch: components.Architecture, cfg: TrainConfig, steps
     return losses
 
 
+def snapshot(out: Path, arch: components.Architecture) -> int:
+    """Write the EMA text encoder and UNet of the last UNet checkpoint as model folders, without training (so a
+    ControlNet or an evaluation can start from a run still in progress). Returns the checkpoint's step."""
+    state = Checkpoint(out / "unet.pt").load()
+    if state is None:
+        raise FileNotFoundError(f"no UNet checkpoint in {out}; train the unet phase first")
+    tokenizer = components.build_tokenizer(out / "tokenizer", arch)
+    text_encoder, unet = components.build_text_encoder(len(tokenizer), arch), components.build_unet(arch)
+    text_encoder.load_state_dict(state["ema_te"])
+    unet.load_state_dict(state["ema_unet"])
+    unet.save_pretrained(out / "unet")
+    text_encoder.save_pretrained(out / "text_encoder")
+    return state["step"]
+
+
 def train_controlnet(out: Path, arch: components.Architecture, cfg: TrainConfig,
                      steps: int | None = None) -> list[float]:
     """A ControlNet on canny edge maps of the world, on top of the frozen UNet and text encoder."""
@@ -269,7 +291,7 @@ def export(out: Path, dest: Path, *, fp16: bool = True, scheduler: str = "dpm") 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m imagegen_nb.tiny.train", description=__doc__.split("\n")[0])
-    parser.add_argument("--phase", choices=["all", "vae", "unet", "controlnet", "export"], default="all")
+    parser.add_argument("--phase", choices=["all", "vae", "unet", "snapshot", "controlnet", "export"], default="all")
     parser.add_argument("--out", type=Path, default=Path("runs/tiny"), help="checkpoints and trained parts")
     parser.add_argument("--steps", type=int, default=None, help="override the phase's step count")
     parser.add_argument("--arch", choices=["default", "smoke"], default="default")
@@ -284,6 +306,8 @@ def main(argv: list[str] | None = None) -> None:
     (args.out / "config.json").write_text(json.dumps({"arch": asdict(arch), "train": asdict(cfg)}, indent=2))
     started = time.time()
     phases = ["vae", "unet", "controlnet"] if args.phase == "all" else [args.phase]
+    if args.phase == "snapshot":
+        log.info("snapshot of step %d written", snapshot(args.out, arch))
     for phase in phases:
         fn = {"vae": train_vae, "unet": train_unet, "controlnet": train_controlnet}.get(phase)
         if fn is not None:

@@ -1,0 +1,78 @@
+"""Lesson: classifier-free guidance. At each step the denoiser runs twice, with the prompt and without it (the empty
+or negative prompt), and the sampler uses
+
+    eps = eps_uncond + w * (eps_cond - eps_uncond)        (Ho & Salimans 2022, eq. 6)
+
+with guidance scale w: w = 1 is the conditional prediction alone, w > 1 pushes further from "any picture" towards
+"this prompt". The difference eps_cond - eps_uncond is where the prompt matters.
+
+>>> import imagegen_nb as ig
+>>> from imagegen_nb.teach import guidance
+>>> tr = ig.trace("a red circle", seed=0, num_inference_steps=4, guidance_scale=4.0)
+>>> len(guidance.at_step(tr, 2).axes)
+4
+"""
+
+from __future__ import annotations
+
+from ._common import new_figure, show_image
+
+__all__ = ["at_step", "sweep"]
+
+
+def at_step(trace, step: int | None = None, *, fast: bool = False):
+    """What the model would draw at `step` (default: the middle one) from the unconditional prediction, the
+    conditional one, and the guided mix the sampler used (each turned into x0), and where they differ: the mean
+    over channels of |eps_cond - eps_uncond| at each latent pixel.
+
+    >>> import imagegen_nb as ig
+    >>> from imagegen_nb.teach import guidance
+    >>> fig = guidance.at_step(ig.trace("two green circles", seed=1, num_inference_steps=3), fast=True)
+    >>> fig.axes[3].get_title().startswith("|eps_cond - eps_uncond|")
+    True
+    """
+    from ..previews import preview_image, vae_decode
+    from ..recipes import recipe
+
+    if trace.noise_cond is None:
+        raise ValueError("this trace has no conditional/unconditional split: make it with guidance_scale > 1 "
+                         "(guidance-distilled models such as FLUX and the turbo models have none)")
+    i = len(trace) // 2 if step is None else step
+    i = trace._index(i)
+    w = recipe(trace.image)["guidance_scale"]
+    pipe = trace.pipe
+    x0s = [trace.x0_from(i, trace.noise_uncond[i]), trace.x0_from(i, trace.noise_cond[i]), trace.x0[i].float()]
+    diff = (trace.noise_cond[i].float() - trace.noise_uncond[i].float()).abs().mean(0)
+    fig, axes = new_figure(1, 4, cell=2.3, title=f"step {i} of {len(trace)} (t={float(trace.timesteps[i]):.0f}): "
+                                                 f"eps = eps_u + {w:g} (eps_c - eps_u)")
+    labels = ("x0 from eps_uncond\n(no prompt)", "x0 from eps_cond\n(prompt)", f"x0 from guided eps\n(w={w:g})")
+    for ax, x0, label in zip(axes[0], x0s, labels):
+        picture = preview_image(x0[None], pipe, family=trace.family) if fast else vae_decode(x0[None], pipe)
+        show_image(ax, picture, label)
+    ax = axes[0, 3]
+    ax.imshow(diff.numpy(), cmap="magma", interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(f"|eps_cond - eps_uncond|\n(max {float(diff.max()):.3g})", fontsize=8)
+    return fig
+
+
+def sweep(prompt: str, scales=(1.0, 2.0, 4.0, 8.0), *, seed: int = 0, **kwargs):
+    """The same prompt and seed at several guidance scales (`ig.generate(..., guidance_scale=w)`): more guidance
+    follows the prompt harder, and too much oversaturates. Other keyword arguments go to `ig.generate`.
+
+    >>> from imagegen_nb.teach import guidance
+    >>> fig = guidance.sweep("a blue square", scales=(1, 4), num_inference_steps=4)
+    >>> [ax.get_title() for ax in fig.axes]
+    ['w = 1', 'w = 4']
+    """
+    from ..tasks import generate
+
+    scales = list(scales)
+    if not scales:
+        raise ValueError("scales must name at least one guidance scale")
+    fig, axes = new_figure(1, len(scales), cell=2.0, title=f"{prompt!r}, seed {seed}: guidance scale w")
+    for ax, w in zip(axes[0], scales):
+        image = generate(prompt, seed=seed, guidance_scale=w, progress=False, **kwargs)
+        show_image(ax, image, f"w = {w:g}")
+    return fig

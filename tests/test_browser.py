@@ -1,0 +1,165 @@
+"""End to end in a real browser: JupyterLab in a temporary folder, opened in headless Chromium by Playwright.
+
+The notebook shows the studio and a mask canvas; the test clicks Generate and waits for the picture, drags across
+the canvas, and reads the mask back from the kernel. Screenshots go to test-artifacts/. What it needs is
+installed by scripts/browser_test_deps.sh where missing; the test skips only if chromium cannot be installed.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from browser import lab as jl
+
+pytestmark = pytest.mark.browser
+
+ARTIFACTS = jl.REPO / "test-artifacts"
+
+SETUP = """\
+import torch
+torch.set_num_threads(1)
+import imagegen_nb as ig
+studio = ig.Studio(prompt="a red circle to the left of a blue square", seed=0, num_inference_steps=8)
+studio"""
+CANVAS = """\
+from PIL import Image
+canvas = ig.MaskCanvas(Image.new("RGB", (64, 64), "white"), brush_size=8)
+canvas"""
+READBACK = """\
+import numpy as np
+m = np.asarray(canvas.mask) > 0
+ys, xs = np.nonzero(m)
+print("RESULTS", len(studio.results), "ERROR", studio.error)
+print("MASK", int(m.sum()), *([int(xs.min()), int(xs.max()), int(ys.min()), int(ys.max())] if m.any() else []))"""
+PLAYER = """\
+player = ig.TracePlayer(ig.trace("a red circle", seed=0, num_inference_steps=4))
+player.slider.value = 2
+player"""
+
+
+@pytest.fixture(scope="module")
+def deps():
+    lacking = jl.missing()
+    if lacking:
+        try:
+            jl.install_deps()
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as err:
+            if "chromium" in jl.missing():
+                pytest.skip(f"chromium is not installed and could not be installed ({err}); "
+                            "run scripts/browser_test_deps.sh")
+            raise
+        still = jl.missing()
+        if "chromium" in still:
+            pytest.skip("chromium could not be installed by scripts/browser_test_deps.sh")
+        assert not still, f"scripts/browser_test_deps.sh did not install {', '.join(still)}"
+
+
+@pytest.fixture
+def lab(deps, tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    jl.write_notebook(root / "studio.ipynb", [SETUP, CANVAS, READBACK, PLAYER])
+    server = jl.start(root, tmp_path)
+    yield server
+    server.stop()
+
+
+def run_cell(page, index: int) -> None:
+    """Click into cell `index` and run it with Shift+Enter (as a user would)."""
+    cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
+    cell.locator(".cm-content").click()
+    page.keyboard.press("Shift+Enter")
+
+
+def shot(page, name: str, locator=None) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"browser-{name}.png"
+    (locator or page).screenshot(path=str(path))
+    return path
+
+
+def test_studio_and_mask_canvas_in_jupyterlab(lab):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=jl.CHROMIUM, headless=True, args=jl.CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            page.goto(lab.page("studio.ipynb"))
+            page.locator(".jp-Notebook .jp-Cell .cm-content").first.wait_for(timeout=60_000)
+            # cells run before the kernel is connected are dropped: wait for the status bar to say Idle
+            page.locator(".jp-StatusBar-Widget", has_text="Idle").first.wait_for(timeout=60_000)
+
+            # 1. the studio renders
+            run_cell(page, 0)
+            generate = page.locator("button.widget-button", has_text="Generate")
+            generate.wait_for(timeout=40_000)
+            studio = page.locator(".jp-Notebook .jp-Cell").nth(0).locator(".jp-OutputArea")
+            shot(page, "1-studio", studio)
+            assert page.locator("textarea").filter(has_text="").count() >= 2  # prompt and negative prompt
+
+            # 2. Generate: a picture appears (64x64 pixels shown enlarged) and lands in the gallery
+            generate.click()
+            page.locator("button.widget-button", has_text="#1 · seed 0").wait_for(timeout=120_000)
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('img.ig-pixelated')].some("
+                "i => i.naturalWidth === 64 && i.getBoundingClientRect().width >= 255)", timeout=10_000)
+            assert generate.is_enabled()
+            shot(page, "2-generated", studio)
+
+            # 2b. send it to Inpaint: a mask canvas opens in the studio, over the picture
+            page.locator("button.widget-button", has_text="→ Inpaint").click()
+            studio.locator("canvas").first.wait_for(timeout=30_000)
+            shot(page, "2b-inpaint", studio)
+
+            # 3. drag across the mask canvas (64x64 shown 6x: canvas pixels 60..240 are picture pixels 10..40)
+            run_cell(page, 1)
+            canvas_cell = page.locator(".jp-Notebook .jp-Cell").nth(1)
+            canvas = canvas_cell.locator("canvas").first
+            canvas.wait_for(timeout=30_000)
+            canvas.scroll_into_view_if_needed()
+            box = canvas.bounding_box()
+            assert box and abs(box["width"] - 384) < 2, box
+            x0, y0 = box["x"], box["y"]
+            page.mouse.move(x0 + 60, y0 + 60)
+            page.mouse.down()
+            for i in range(1, 11):
+                page.mouse.move(x0 + 60 + 18 * i, y0 + 60)
+            page.mouse.up()
+            page.wait_for_timeout(500)
+            shot(page, "3-mask", canvas_cell.locator(".jp-OutputArea"))
+
+            # 4. the kernel's mask is white where the drag went, and nowhere else
+            run_cell(page, 2)
+            output = page.locator(".jp-Notebook .jp-Cell").nth(2).locator(".jp-OutputArea-output")
+            output.filter(has_text="MASK").wait_for(timeout=30_000)
+            text = output.inner_text()
+            shot(page, "4-readback")
+
+            # 5. the trace player shows x_t, x0 and the noise of a step, with its noise level
+            run_cell(page, 3)
+            player = page.locator(".jp-Notebook .jp-Cell").nth(3).locator(".jp-OutputArea")
+            player.filter(has_text="step 2 / 3").wait_for(timeout=60_000)
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('img.ig-pixelated')].filter("
+                "i => i.naturalWidth === 64 && i.getBoundingClientRect().width >= 190).length >= 4", timeout=10_000)
+            player_text = player.inner_text()
+            shot(page, "5-trace-player", player)
+        except Exception:
+            shot(page, "failure")  # what the browser showed when it went wrong
+            print(lab.log.read_text()[-5000:])
+            raise
+        finally:
+            browser.close()
+
+    assert "t = " in player_text and "ᾱ" in player_text, player_text
+    assert "RESULTS 1 ERROR None" in text, text
+    found = re.search(r"MASK (\d+) (\d+) (\d+) (\d+) (\d+)", text)
+    assert found, f"no mask read back: {text}"
+    count, xmin, xmax, ymin, ymax = map(int, found.groups())
+    assert 6 <= xmin <= 11 and 39 <= xmax <= 44, text  # from x = 10 to 40 with a brush of 8 pixels
+    assert 5 <= ymin <= 7 and 13 <= ymax <= 14, text
+    assert count <= 39 * 9, text

@@ -1,0 +1,209 @@
+"""Traces and previews on the built-in model: the recorded numbers obey the forward process they came from, the
+cond/uncond split is the one guidance mixed, decoding the last x0 gives the final picture, and the cheap preview
+is the linear map it claims to be. Nothing here depends on the quality of the shipped weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import imagegen_nb as ig
+from imagegen_nb import previews, steps
+
+PROMPT = "a red circle to the left of a blue square"
+
+
+@pytest.fixture(scope="module")
+def vp_trace():
+    return ig.trace(PROMPT, seed=0, num_inference_steps=6, guidance_scale=4.0, progress=False)
+
+
+def test_trace_shapes_and_types(vp_trace):
+    tr = vp_trace
+    assert len(tr) == 6 and tr.family == "tiny" and tr.schedule_kind == "vp"
+    for name in ("latents", "noise", "x0", "noise_cond", "noise_uncond"):
+        t = getattr(tr, name)
+        assert t.dtype == torch.float16 and t.device.type == "cpu" and tuple(t.shape) == (6, 4, 16, 16), name
+    assert tr.sigmas is None and tr.alpha_bar.shape == (6,) and tr.timesteps.shape == (6,)
+    assert ig.recipe(tr.image)["prompt"] == PROMPT
+    assert "6 steps" in repr(tr)
+
+
+def test_same_picture_as_generate(vp_trace, pixels):
+    plain = ig.generate(PROMPT, seed=0, num_inference_steps=6, guidance_scale=4.0, progress=False)
+    assert (pixels(plain) == pixels(vp_trace.image)).all()
+
+
+def test_vp_forward_process_holds_at_every_step(vp_trace):
+    # x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps, with the model's eps and x0 (fp16 storage tolerance)
+    tr = vp_trace
+    _, pipe = ig.cache.shared.pipeline(None, "generate")
+    assert pipe.scheduler.config.prediction_type == "epsilon"
+    ab = tr.alpha_bar.view(-1, 1, 1, 1)
+    rebuilt = ab.sqrt() * tr.x0.double() + (1 - ab).sqrt() * tr.noise.double()
+    assert torch.allclose(tr.latents.double(), rebuilt, rtol=2e-3, atol=2e-2)
+    # the levels are the scheduler's own alphas_cumprod at the visited timesteps
+    expected = pipe.scheduler.alphas_cumprod.double()[tr.timesteps.round().long()]
+    assert torch.equal(tr.alpha_bar, expected)
+    assert (tr.alpha_bar[1:] > tr.alpha_bar[:-1]).all()  # noise falls step by step
+
+
+def test_guided_noise_is_the_classifier_free_mix(vp_trace):
+    tr, w = vp_trace, 4.0
+    mix = tr.noise_uncond.double() + w * (tr.noise_cond.double() - tr.noise_uncond.double())
+    assert torch.allclose(tr.noise.double(), mix, rtol=5e-3, atol=5e-2)
+    # and the x0 a prediction implies is the recorded one for the guided prediction
+    i = 2
+    assert torch.allclose(tr.x0_from(i, tr.noise[i]), tr.x0[i].float(), rtol=2e-3, atol=5e-2)
+
+
+def test_last_x0_decodes_to_the_final_picture(vp_trace):
+    decoded = np.asarray(vp_trace.decode(-1, "x0"), np.float32)
+    final = np.asarray(vp_trace.image, np.float32)
+    assert decoded.shape == final.shape == (64, 64, 3)
+    assert np.abs(decoded - final).mean() < 2.0
+
+
+def test_decode_kinds_and_fast_preview(vp_trace):
+    tr = vp_trace
+    assert tr.decode(0, "latent").size == (64, 64)
+    assert tr.decode(1, "noise", fast=True).size == (16, 16)
+    assert tr.decode(1, "noise_cond").size == (64, 64)
+    with pytest.raises(ValueError, match="what must be one of"):
+        tr.decode(0, "pixels")
+    with pytest.raises(IndexError, match="out of range"):
+        tr.decode(6)
+
+
+def test_no_guidance_no_split():
+    tr = ig.trace("a blue square", seed=1, num_inference_steps=2, guidance_scale=1.0, progress=False)
+    assert tr.noise_cond is None and tr.noise_uncond is None
+    with pytest.raises(ValueError, match="without classifier-free guidance"):
+        tr.decode(0, "noise_cond")
+
+
+def test_sigma_scheduler_records_sigmas():
+    # Euler keeps x = x0 + sigma * eps (k-diffusion form)
+    tr = ig.trace("a blue square", seed=1, num_inference_steps=3, scheduler="euler", progress=False)
+    assert tr.schedule_kind == "sigma" and tr.alpha_bar is None
+    s = tr.sigmas.view(-1, 1, 1, 1)
+    assert torch.allclose(tr.latents.double(), tr.x0.double() + s * tr.noise.double(), rtol=2e-3, atol=5e-2)
+    assert tr.decode(0, "latent").size == (64, 64)
+
+
+def test_other_tasks_and_a_users_run(pixels):
+    base = ig.generate("a red circle", seed=0, num_inference_steps=2, progress=False)
+    tr = ig.trace("a blue circle", task="edit", image=base, strength=0.5, num_inference_steps=6, seed=0,
+                  progress=False)
+    assert len(tr) == 3 and float(tr.timesteps[0]) < 999  # the edit starts halfway down the schedule
+    mask = np.zeros((64, 64), bool)
+    mask[:, 32:] = True
+    tr = ig.trace("a blue circle", task="inpaint", image=base, mask_image=mask, num_inference_steps=2, seed=0,
+                  progress=False)
+    assert len(tr) == 2 and (pixels(tr.image)[:, :28] == pixels(base)[:, :28]).all()
+    seen = []
+    run = ig.Run(on_step=lambda r, s: seen.append(s.index))
+    tr = ig.trace("a red circle", task="control", control_image=base, num_inference_steps=2, seed=0, run=run,
+                  progress=False)
+    assert seen == [0, 1] and len(tr) == 2 and run.keep_raw_output and tr.noise_cond is not None
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="image="):
+        ig.trace("a red circle", task="edit")
+    with pytest.raises(ValueError, match="mask_image="):
+        ig.trace("a red circle", task="inpaint", image=np.zeros((64, 64, 3), np.uint8))
+    with pytest.raises(ValueError, match="task must be one of"):
+        ig.trace("a red circle", task="upscale")
+    with pytest.raises(ValueError, match="one picture"):
+        ig.trace("a red circle", num_images=2)
+
+
+def test_public_trace_stays_the_function_after_its_module_is_imported():
+    import importlib
+    import inspect
+
+    module = importlib.import_module("imagegen_nb.traces")
+    assert inspect.isfunction(ig.trace) and ig.trace is module.trace and ig.Trace is module.Trace
+
+
+# -- previews --------------------------------------------------------------------------------------------------
+
+
+def test_preview_of_a_step_is_the_fitted_linear_map():
+    frames = []
+
+    def listener(run, step):
+        frames.append((step.x0.clone(), previews.preview_image(step, step.pipe)))
+
+    ig.generate("a red circle", seed=0, num_inference_steps=2, progress=False, run=ig.Run(on_step=listener))
+    _, pipe = ig.cache.shared.pipeline(None, "generate")
+    assert previews.family_of_pipe(pipe) == "tiny"
+    w, b = previews.linear_map("tiny", pipe)
+    assert previews.linear_map("tiny", pipe)[0] is w  # fitted once per VAE
+    x0, picture = frames[-1]
+    assert picture.size == (16, 16)
+    rgb = torch.einsum("chw,cd->hwd", x0[0], w) + b
+    expected = ((rgb + 1) * 127.5).clamp(0, 255).to(torch.uint8).numpy()
+    assert np.abs(np.asarray(picture, np.int16) - expected.astype(np.int16)).max() <= 1
+
+
+def test_fitted_map_is_the_least_squares_solution():
+    # pixels ~ [latent, 1] @ [W; b] over the patch means of the fitting pictures: the normal equations' solution,
+    # and better than the best constant (R^2 > 0) on the pictures it was fitted on, for any VAE
+    from imagegen_nb.tiny import world
+
+    _, pipe = ig.cache.shared.pipeline(None, "generate")
+    w, b = previews.fit_linear_map(pipe.vae, n=8)
+    pictures, _, _ = world.batch(8, seed=0, training=True, flip=False)
+    px = torch.from_numpy(pictures.astype(np.float32) / 127.5 - 1).permute(0, 3, 1, 2)
+    with torch.inference_mode():
+        z = pipe.vae.encode(px).latent_dist.mean * pipe.vae.config.scaling_factor
+    target = torch.nn.functional.adaptive_avg_pool2d(px, z.shape[-2:]).permute(0, 2, 3, 1).reshape(-1, 3).double()
+    x1 = torch.cat([z.permute(0, 2, 3, 1).reshape(-1, 4), torch.ones(len(target), 1)], 1).double()
+    solution = torch.linalg.solve(x1.T @ x1, x1.T @ target).float()
+    assert torch.allclose(torch.cat([w, b[None]]), solution, atol=1e-3)
+    residual = ((x1.float() @ solution - target.float()) ** 2).sum()
+    assert residual < ((target - target.mean(0)) ** 2).sum()
+
+
+def test_published_factors_and_packed_latents():
+    from diffusers import FluxPipeline
+
+    assert previews.preview_image(torch.zeros(1, 4, 64, 64), family="sd15").getpixel((0, 0)) == (127, 127, 127)
+    assert previews.preview_image(torch.zeros(4, 8, 8), family="sdxl").size == (8, 8)
+    packed = torch.randn(1, 8 * 6, 64)  # FLUX: 16 channels in 2x2 patches, a 16x12 latent
+    ours = previews._unpack(packed, (12, 16))
+    theirs = FluxPipeline._unpack_latents(packed, 16 * 8, 12 * 8, 8)
+    assert torch.equal(ours, theirs)
+    assert previews.preview_image(packed, family="flux-dev", size=(12, 16)).size == (12, 16)
+    with pytest.raises(ValueError, match="no linear latent"):
+        previews.preview_image(torch.zeros(1, 32, 8, 8), family="sana")
+    with pytest.raises(TypeError, match="Step or a latent tensor"):
+        previews.preview_image("latent")
+
+
+def test_full_vae_decode_when_no_map_is_known():
+    _, pipe = ig.cache.shared.pipeline(None, "generate")
+    assert previews.preview_image(torch.zeros(1, 4, 16, 16), pipe, family="unknown").size == (64, 64)
+
+
+def test_predict_x0_inverts_the_forward_process_for_each_kind():
+    # a known clean latent and noise, noised by each scheduler's own add_noise, give back the clean latent
+    from diffusers import DDIMScheduler, EulerDiscreteScheduler, FlowMatchEulerDiscreteScheduler
+
+    _, pipe = ig.cache.shared.pipeline(None, "generate")
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(1, 4, 16, 16, generator=g), torch.randn(1, 4, 16, 16, generator=g)
+    for cls in (DDIMScheduler, EulerDiscreteScheduler):
+        sched = cls.from_config(pipe.scheduler.config)
+        sched.set_timesteps(10)
+        t = sched.timesteps[3]
+        x_t = sched.add_noise(x0, eps, t[None])
+        assert torch.allclose(steps.predict_x0(sched, eps, x_t, t, 3), x0, atol=1e-4), cls.__name__
+    flow = FlowMatchEulerDiscreteScheduler()
+    flow.set_timesteps(10)
+    t = flow.timesteps[3]
+    x_t = flow.scale_noise(x0, t[None], eps)
+    assert torch.allclose(steps.predict_x0(flow, eps - x0, x_t, t, 3), x0, atol=1e-4)
