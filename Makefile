@@ -27,5 +27,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/import_time.py
 	$(PY) benchmarks/overhead.py
 
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -160,6 +160,8 @@ def family_of(model: str | Path) -> Family:
             "or a local diffusers folder")
     index = _model_index(key)
     cls = index.get("_class_name", "")
+    if cls == "StableDiffusionPipeline" and (index.get("text_encoder") or [None, None])[1] == "T5EncoderModel":
+        return FAMILIES[BUILTIN]  # a model of the built-in kind (e.g. one trained with imagegen_nb.tiny.train)
     for suffix in ("Img2ImgPipeline", "InpaintPipeline", "Pipeline"):
         base = cls.removesuffix(suffix) + "Pipeline" if cls.endswith(suffix) else cls
         if base in _BY_CLASS:

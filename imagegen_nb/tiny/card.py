@@ -29,7 +29,7 @@ Held out of training entirely: {held_out}.
 ## Parts
 | part | class | notes |
 |---|---|---|
-| tokenizer | `PreTrainedTokenizerFast` | word level: one token per word of the {n_words}-word vocabulary, else `<unk>` |
+| tokenizer | `PreTrainedTokenizerFast` | one token per word of the {n_words}-word vocabulary, else `<unk>` |
 | text encoder | `T5EncoderModel` | bidirectional, so every word sees the whole sentence |
 | VAE | `AutoencoderKL` | 64x64x3 -> 16x16x4 |
 | UNet | `UNet2DConditionModel` | epsilon prediction; cross-attention at 16x16, 8x8 and the middle |

@@ -20,6 +20,9 @@ class Architecture:
 
     vae_channels: tuple[int, ...] = (16, 32, 64)  # three blocks: 64x64 pixels -> 16x16 latents
     latent_channels: int = 4
+    # GroupNorm subtracts each group's mean over the picture: with few channels per group a flat background's
+    # colour is normalised away. Four groups keep 4 to 16 channels together, enough to carry absolute colour.
+    vae_norm_groups: int = 4
     text_width: int = 128  # T5 d_model, and the UNet's cross-attention width
     text_layers: int = 3
     text_heads: int = 4
@@ -28,7 +31,7 @@ class Architecture:
     unet_layers_per_block: int = 1
     unet_head_dim: int = 32
     controlnet_embedding_channels: tuple[int, ...] = (16, 32, 64)  # 3 entries: downsample 4x like the VAE
-    norm_groups: int = 8  # UNet GroupNorm groups: 6 to 16 channels per group
+    norm_groups: int = 4  # UNet GroupNorm groups: 12 to 32 channels per group (see vae_norm_groups)
 
 
 SMOKE = Architecture(text_width=32, text_layers=1, text_heads=2, unet_channels=(16, 32, 32),
@@ -75,7 +78,7 @@ def build_vae(arch: Architecture = Architecture()):
     return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * n,
                          up_block_types=("UpDecoderBlock2D",) * n, block_out_channels=arch.vae_channels,
                          layers_per_block=1, latent_channels=arch.latent_channels,
-                         norm_num_groups=min(8, arch.vae_channels[0]), sample_size=world.SIZE)
+                         norm_num_groups=arch.vae_norm_groups, sample_size=world.SIZE)
 
 
 def build_unet(arch: Architecture = Architecture()):

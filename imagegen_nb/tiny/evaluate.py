@@ -83,6 +83,7 @@ def evaluate(model=None, *, per_category: int = 16, images_per_prompt: int = 4, 
     for k, p in enumerate(ps):
         images = ig.generate(p.text, model=model, seed=seed + 1000 * k, num_images=images_per_prompt,
                              progress=False, **kwargs)
+        images = images if isinstance(images, list) else [images]
         grades = [checker.grade(im, p.text) for im in images]
         (held if p.held_out else results).setdefault(p.category, []).extend(grades)
     seconds = (time.perf_counter() - started) / (len(ps) * images_per_prompt)

@@ -35,10 +35,11 @@ class TrainConfig:
     """How each phase trains (the shipped model used these defaults)."""
 
     seed: int = 0
-    vae_steps: int = 1800  # batch 16
+    vae_steps: int = 1500  # batch 16
     vae_batch: int = 16
     vae_lr: float = 1e-3
     vae_foreground: float = 10.0  # extra loss weight of pixels that differ from the background
+    decoder_steps: int = 3000  # decoder-only fine-tuning (frozen encoder), beside UNet training
     vae_kl: float = 1e-8  # per-image KL sum against per-pixel MSE: just enough to keep latents near N(0, 1) scale
     vae_var: float = 0.01  # penalty on the posterior variance: a near-deterministic encoder
     unet_steps: int = 6000
@@ -118,6 +119,40 @@ def train_vae(out: Path, arch: components.Architecture, cfg: TrainConfig, steps:
         z = vae.encode(_images_to_tensor(images, device)).latent_dist.mean
         vae.register_to_config(scaling_factor=float(1.0 / z.std()))
     vae.save_pretrained(out / "vae")
+    return losses
+
+
+def train_decoder(out: Path, arch: components.Architecture, cfg: TrainConfig, steps: int | None = None) -> list[float]:
+    """Fine-tune the VAE's decoder alone, the encoder frozen: the latent space the UNet learned stays the same,
+    so this can run beside (or after) UNet training and only sharpens the pictures."""
+    device = _device()
+    torch.manual_seed(cfg.seed)
+    vae = _load_vae(out).to(device)
+    vae.requires_grad_(False)
+    trainable = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
+    for p in trainable:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(trainable, lr=cfg.vae_lr / 2)
+    ckpt = Checkpoint(out / "decoder.pt")
+    start, losses = 0, []
+    if (state := ckpt.load()) is not None:
+        vae.load_state_dict(state["model"]); opt.load_state_dict(state["opt"])
+        start, losses = state["step"], state["losses"]
+    total = steps or cfg.decoder_steps
+    for step in tqdm(range(start, total), initial=start, total=total, desc="decoder"):
+        images, _, _ = world.batch(cfg.vae_batch, seed=30_000_000 + step, training=False)
+        x = _images_to_tensor(images, device)
+        with torch.no_grad():
+            z = vae.encode(x).latent_dist.mean
+        recon = vae.decode(z).sample
+        background = x[:, :, :1, :1]
+        weight = 1 + cfg.vae_foreground * ((x - background).abs().amax(1, keepdim=True) > 0.05).float()
+        loss = (weight * (recon - x) ** 2).mean() / weight.mean()
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        losses.append(loss.item())
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == total:
+            ckpt.save({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step + 1, "losses": losses})
+    vae.save_pretrained(out / "vae_decoder")
     return losses
 
 
@@ -265,8 +300,9 @@ def export(out: Path, dest: Path, *, fp16: bool = True, scheduler: str = "dpm") 
     from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import PreTrainedTokenizerFast, T5EncoderModel
 
+    vae_dir = out / "vae_decoder" if (out / "vae_decoder").exists() else out / "vae"
     pipe = StableDiffusionPipeline(
-        vae=AutoencoderKL.from_pretrained(out / "vae"),
+        vae=AutoencoderKL.from_pretrained(vae_dir),
         text_encoder=T5EncoderModel.from_pretrained(out / "text_encoder"),
         tokenizer=PreTrainedTokenizerFast.from_pretrained(out / "tokenizer"),
         unet=UNet2DConditionModel.from_pretrained(out / "unet"),
@@ -291,7 +327,7 @@ def export(out: Path, dest: Path, *, fp16: bool = True, scheduler: str = "dpm") 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m imagegen_nb.tiny.train", description=__doc__.split("\n")[0])
-    parser.add_argument("--phase", choices=["all", "vae", "unet", "snapshot", "controlnet", "export"], default="all")
+    parser.add_argument("--phase", choices=["all", "vae", "unet", "decoder", "snapshot", "controlnet", "export"], default="all")
     parser.add_argument("--out", type=Path, default=Path("runs/tiny"), help="checkpoints and trained parts")
     parser.add_argument("--steps", type=int, default=None, help="override the phase's step count")
     parser.add_argument("--arch", choices=["default", "smoke"], default="default")
@@ -309,7 +345,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.phase == "snapshot":
         log.info("snapshot of step %d written", snapshot(args.out, arch))
     for phase in phases:
-        fn = {"vae": train_vae, "unet": train_unet, "controlnet": train_controlnet}.get(phase)
+        fn = {"vae": train_vae, "unet": train_unet, "decoder": train_decoder,
+              "controlnet": train_controlnet}.get(phase)
         if fn is not None:
             losses = fn(args.out, arch, cfg, args.steps)
             log.info("%s: %d steps, last loss %.4f", phase, len(losses), np.mean(losses[-50:]))
