@@ -46,7 +46,12 @@ def mark(image: Image.Image, family: str) -> Image.Image:
 
 
 def grid(images: list[Image.Image], cols: int | None = None) -> Image.Image:
-    """The pictures side by side in rows of `cols` (default: a near-square grid), on white."""
+    """The pictures side by side in rows of `cols` (default: a near-square grid), on white.
+
+    >>> import imagegen_nb as ig
+    >>> ig.grid(ig.generate("a red circle", seed=0, num_images=3), cols=3).size
+    (192, 64)
+    """
     if not images:
         raise ValueError("grid needs at least one image")
     cols = cols or math.ceil(math.sqrt(len(images)))

@@ -25,7 +25,13 @@ INPUTS_KEY = "imagegen_nb.inputs"  # key in image.info holding the input picture
 
 @dataclass
 class Recipe:
-    """The arguments that made a picture, named as the task functions name them."""
+    """The arguments that made a picture, named as the task functions name them.
+
+    >>> import imagegen_nb as ig
+    >>> r = ig.Recipe.from_dict(ig.recipe(ig.generate("a red circle", seed=4)))
+    >>> r.code()
+    "ig.generate('a red circle', num_inference_steps=20, guidance_scale=4.0, width=64, height=64, seed=4)"
+    """
 
     task: str
     prompt: str
@@ -107,6 +113,10 @@ def recipe(image_or_path) -> dict[str, Any]:
     """The recipe of a picture made by imagegen_nb, from the image itself or a PNG saved with `ig.save`.
 
     Raises ValueError when the picture carries no recipe.
+
+    >>> import imagegen_nb as ig
+    >>> ig.recipe(ig.generate("a blue square", seed=2))["seed"]
+    2
     """
     image = _open(image_or_path)
     text = image.info.get(INFO_KEY)
@@ -153,6 +163,11 @@ def regenerate(image_or_path, **overrides):
 
     Edit, inpaint and control pictures also need their input pictures: images returned in this session carry
     them; for a saved PNG pass them again (`image=`, `mask=`, `control_image=`).
+
+    >>> import imagegen_nb as ig, numpy as np
+    >>> image = ig.generate("two green triangles", seed=5)
+    >>> bool((np.asarray(ig.regenerate(image)) == np.asarray(image)).all())
+    True
     """
     from . import tasks
 

@@ -110,6 +110,12 @@ class Run:
 
     Pass it to any task function as `run=`. Listeners are callables `(run, step)`; `on_start(run)` and
     `on_end(run)` are called before the first and after the last step.
+
+    >>> import imagegen_nb as ig
+    >>> run = ig.Run(on_step=lambda run, step: run.stop() if step.index == 2 else None)
+    >>> _ = ig.generate("a red circle", seed=0, run=run)
+    >>> run.steps_done, run.stopped
+    (3, True)
     """
 
     def __init__(self, on_step: Listener | list[Listener] | None = None, *, on_start=None, on_end=None,
