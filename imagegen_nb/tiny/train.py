@@ -327,7 +327,8 @@ def export(out: Path, dest: Path, *, fp16: bool = True, scheduler: str = "dpm") 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m imagegen_nb.tiny.train", description=__doc__.split("\n")[0])
-    parser.add_argument("--phase", choices=["all", "vae", "unet", "decoder", "snapshot", "controlnet", "export"], default="all")
+    phases = ["all", "vae", "unet", "decoder", "snapshot", "controlnet", "export"]
+    parser.add_argument("--phase", choices=phases, default="all")
     parser.add_argument("--out", type=Path, default=Path("runs/tiny"), help="checkpoints and trained parts")
     parser.add_argument("--steps", type=int, default=None, help="override the phase's step count")
     parser.add_argument("--arch", choices=["default", "smoke"], default="default")
