@@ -84,6 +84,14 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
             e.lerp_(p, 1.0 - decay)
 
 
+def _reconstruction_loss(recon: torch.Tensor, x: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """MSE with the shapes' pixels weighted up: they cover a tenth of the picture, so unweighted, the background's
+    error dominates and shape colours are learned last."""
+    background = x[:, :, :1, :1]
+    weight = 1 + cfg.vae_foreground * ((x - background).abs().amax(1, keepdim=True) > 0.05).float()
+    return (weight * (recon - x) ** 2).mean() / weight.mean()
+
+
 def train_vae(out: Path, arch: components.Architecture, cfg: TrainConfig, steps: int | None = None) -> list[float]:
     device = _device()
     out.mkdir(parents=True, exist_ok=True)
@@ -103,12 +111,8 @@ def train_vae(out: Path, arch: components.Architecture, cfg: TrainConfig, steps:
         # Decode the posterior mean (diffusion trains on it) and push the posterior's variance towards zero, so
         # image-to-image, which samples the posterior, gets the same latents; a tiny KL keeps their scale sane.
         recon = vae.decode(posterior.mean).sample
-        # Shapes cover a tenth of the picture: weight their pixels up, or the background's error dominates and
-        # shape colours are learned last.
-        background = x[:, :, :1, :1]
-        weight = 1 + cfg.vae_foreground * ((x - background).abs().amax(1, keepdim=True) > 0.05).float()
-        mse = (weight * (recon - x) ** 2).mean() / weight.mean()
-        loss = mse + cfg.vae_var * posterior.var.mean() + cfg.vae_kl * posterior.kl().mean()
+        loss = (_reconstruction_loss(recon, x, cfg) + cfg.vae_var * posterior.var.mean()
+                + cfg.vae_kl * posterior.kl().mean())
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
         losses.append(loss.item())
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == total:
@@ -145,9 +149,7 @@ def train_decoder(out: Path, arch: components.Architecture, cfg: TrainConfig, st
         with torch.no_grad():
             z = vae.encode(x).latent_dist.mean
         recon = vae.decode(z).sample
-        background = x[:, :, :1, :1]
-        weight = 1 + cfg.vae_foreground * ((x - background).abs().amax(1, keepdim=True) > 0.05).float()
-        loss = (weight * (recon - x) ** 2).mean() / weight.mean()
+        loss = _reconstruction_loss(recon, x, cfg)
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
         losses.append(loss.item())
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == total:
