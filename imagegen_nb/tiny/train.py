@@ -77,6 +77,17 @@ class Checkpoint:
         torch.save(state, tmp)
         tmp.replace(self.path)  # atomic: an interrupted save never leaves a broken checkpoint
 
+    def restore(self, parts: dict) -> tuple[int, list[float]]:
+        """Load the state of each named part (models, optimizer, lr schedule); the step and losses so far."""
+        if (state := self.load()) is None:
+            return 0, []
+        for name, part in parts.items():
+            part.load_state_dict(state[name])
+        return state["step"], state["losses"]
+
+    def store(self, parts: dict, step: int, losses: list[float]) -> None:
+        self.save({**{name: part.state_dict() for name, part in parts.items()}, "step": step, "losses": losses})
+
 
 def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     with torch.no_grad():
@@ -98,11 +109,8 @@ def train_vae(out: Path, arch: components.Architecture, cfg: TrainConfig, steps:
     torch.manual_seed(cfg.seed)
     vae = components.build_vae(arch).to(device)
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr)
-    ckpt = Checkpoint(out / "vae.pt")
-    start, losses = 0, []
-    if (state := ckpt.load()) is not None:
-        vae.load_state_dict(state["model"]); opt.load_state_dict(state["opt"])
-        start, losses = state["step"], state["losses"]
+    ckpt, parts = Checkpoint(out / "vae.pt"), {"model": vae, "opt": opt}
+    start, losses = ckpt.restore(parts)
     total = steps or cfg.vae_steps
     for step in tqdm(range(start, total), initial=start, total=total, desc="vae"):
         images, _, _ = world.batch(cfg.vae_batch, seed=10_000_000 + step, training=False)
@@ -116,7 +124,7 @@ def train_vae(out: Path, arch: components.Architecture, cfg: TrainConfig, steps:
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
         losses.append(loss.item())
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == total:
-            ckpt.save({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step + 1, "losses": losses})
+            ckpt.store(parts, step + 1, losses)
     # Scale latents to unit variance, as Stable Diffusion's 0.18215 does for its VAE.
     with torch.no_grad():
         images, _, _ = world.batch(256, seed=1, training=False)
@@ -137,11 +145,8 @@ def train_decoder(out: Path, arch: components.Architecture, cfg: TrainConfig, st
     for p in trainable:
         p.requires_grad_(True)
     opt = torch.optim.AdamW(trainable, lr=cfg.vae_lr / 2)
-    ckpt = Checkpoint(out / "decoder.pt")
-    start, losses = 0, []
-    if (state := ckpt.load()) is not None:
-        vae.load_state_dict(state["model"]); opt.load_state_dict(state["opt"])
-        start, losses = state["step"], state["losses"]
+    ckpt, parts = Checkpoint(out / "decoder.pt"), {"model": vae, "opt": opt}
+    start, losses = ckpt.restore(parts)
     total = steps or cfg.decoder_steps
     for step in tqdm(range(start, total), initial=start, total=total, desc="decoder"):
         images, _, _ = world.batch(cfg.vae_batch, seed=30_000_000 + step, training=False)
@@ -153,7 +158,7 @@ def train_decoder(out: Path, arch: components.Architecture, cfg: TrainConfig, st
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
         losses.append(loss.item())
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == total:
-            ckpt.save({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step + 1, "losses": losses})
+            ckpt.store(parts, step + 1, losses)
     vae.save_pretrained(out / "vae_decoder")
     return losses
 
@@ -168,6 +173,17 @@ def _encode_text(tokenizer, text_encoder, captions: list[str], device) -> torch.
     ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                     return_tensors="pt").input_ids.to(device)
     return text_encoder(ids)[0]
+
+
+def _drop_captions(captions: list[str], gen: torch.Generator, p: float) -> list[str]:
+    """Replace a share `p` of captions with "", so the model also learns the unconditional prediction."""
+    drop = torch.rand(len(captions), generator=gen) < p
+    return ["" if d else c for c, d in zip(captions, drop.tolist())]
+
+
+def _latents(vae, images: np.ndarray, device) -> torch.Tensor:
+    """Scaled VAE latents (posterior means) of a uint8 picture batch, the x0 the diffusion loss noises."""
+    return vae.encode(_images_to_tensor(images, device)).latent_dist.mean * vae.config.scaling_factor
 
 
 def _noised(scheduler, latents: torch.Tensor, gen: torch.Generator, min_snr: float):
@@ -198,21 +214,16 @@ def train_unet(out: Path, arch: components.Architecture, cfg: TrainConfig, steps
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup))
     scheduler = components.build_scheduler("ddpm")
     ckpt = Checkpoint(out / "unet.pt")
-    start, losses = 0, []
-    if (state := ckpt.load()) is not None:
-        for name, m in [("unet", unet), ("te", text_encoder), ("ema_unet", ema_unet), ("ema_te", ema_te)]:
-            m.load_state_dict(state[name])
-        opt.load_state_dict(state["opt"]); sched.load_state_dict(state["sched"])
-        start, losses = state["step"], state["losses"]
+    parts = {"unet": unet, "te": text_encoder, "ema_unet": ema_unet, "ema_te": ema_te, "opt": opt, "sched": sched}
+    start, losses = ckpt.restore(parts)
     total = steps or cfg.unet_steps
     bar = tqdm(range(start, total), initial=start, total=total, desc="unet")
     for step in bar:
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         images, captions, _ = world.batch(cfg.batch, seed=step, training=True)
-        drop = torch.rand(len(captions), generator=gen) < cfg.empty_caption
-        captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
+        captions = _drop_captions(captions, gen, cfg.empty_caption)
         with torch.no_grad():
-            latents = vae.encode(_images_to_tensor(images, device)).latent_dist.mean * vae.config.scaling_factor
+            latents = _latents(vae, images, device)
         x_t, eps, t, weight = _noised(scheduler, latents, gen, cfg.min_snr)
         eps_pred = unet(x_t, t, _encode_text(tokenizer, text_encoder, captions, device)).sample
         loss = (weight * (eps_pred - eps).pow(2).mean(dim=(1, 2, 3))).mean()
@@ -224,9 +235,7 @@ def train_unet(out: Path, arch: components.Architecture, cfg: TrainConfig, steps
         losses.append(loss.item())
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == total:
-            ckpt.save({"unet": unet.state_dict(), "te": text_encoder.state_dict(), "ema_unet": ema_unet.state_dict(),
-                       "ema_te": ema_te.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                       "step": step + 1, "losses": losses})
+            ckpt.store(parts, step + 1, losses)
     ema_unet.save_pretrained(out / "unet")
     ema_te.save_pretrained(out / "text_encoder")
     return losses
@@ -265,22 +274,18 @@ def train_controlnet(out: Path, arch: components.Architecture, cfg: TrainConfig,
     ema = copy.deepcopy(controlnet).requires_grad_(False)
     opt = torch.optim.AdamW(controlnet.parameters(), lr=cfg.controlnet_lr)
     scheduler = components.build_scheduler("ddpm")
-    ckpt = Checkpoint(out / "controlnet.pt")
-    start, losses = 0, []
-    if (state := ckpt.load()) is not None:
-        controlnet.load_state_dict(state["model"]); ema.load_state_dict(state["ema"]); opt.load_state_dict(state["opt"])
-        start, losses = state["step"], state["losses"]
+    ckpt, parts = Checkpoint(out / "controlnet.pt"), {"model": controlnet, "ema": ema, "opt": opt}
+    start, losses = ckpt.restore(parts)
     total = steps or cfg.controlnet_steps
     bar = tqdm(range(start, total), initial=start, total=total, desc="controlnet")
     for step in bar:
         gen = torch.Generator().manual_seed(cfg.seed * 7_000_003 + step)
         images, captions, _ = world.batch(cfg.batch, seed=20_000_000 + step, training=True)
-        drop = torch.rand(len(captions), generator=gen) < cfg.empty_caption
-        captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
+        captions = _drop_captions(captions, gen, cfg.empty_caption)
         edges = np.stack([np.asarray(canny(im)) for im in images])
         cond = torch.from_numpy(edges).to(device).permute(0, 3, 1, 2).float() / 255.0
         with torch.no_grad():
-            latents = vae.encode(_images_to_tensor(images, device)).latent_dist.mean * vae.config.scaling_factor
+            latents = _latents(vae, images, device)
             text = _encode_text(tokenizer, text_encoder, captions, device)
         x_t, eps, t, weight = _noised(scheduler, latents, gen, cfg.min_snr)
         down, mid = controlnet(x_t, t, text, controlnet_cond=cond, return_dict=False)
@@ -291,8 +296,7 @@ def train_controlnet(out: Path, arch: components.Architecture, cfg: TrainConfig,
         losses.append(loss.item())
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == total:
-            ckpt.save({"model": controlnet.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                       "step": step + 1, "losses": losses})
+            ckpt.store(parts, step + 1, losses)
     ema.save_pretrained(out / "controlnet")
     return losses
 
