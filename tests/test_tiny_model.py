@@ -53,6 +53,11 @@ def test_shapes_are_drawn_in_the_named_colour(color):
     assert sum(_dominant_colour(im) == color for im in images) >= 3
 
 
+def test_checker_reads_the_vae_round_trips_of_ground_truth():
+    # Every generated picture goes through the VAE's decoder: softened edges must not change what the checker reads.
+    assert evaluate.reconstruction_accuracy(n=150) >= 0.97
+
+
 def test_sample_of_prompts_stays_above_the_measured_floor():
     # Regression floors from the shipped model's own full evaluation (its card), minus sampling noise; the
     # GenEval-style targets themselves (evaluate.TARGETS) are not yet met, see the model card.

@@ -56,6 +56,20 @@ def test_checker_is_right_on_ground_truth():
     assert evaluate.checker_accuracy(n=400) >= 0.99
 
 
+@pytest.mark.parametrize("shape", world.SHAPES)
+@pytest.mark.parametrize("r", [6.5, 12.5])
+def test_checker_names_shapes_through_soft_edges_and_halos(shape, r):
+    from PIL import ImageFilter
+
+    scene = world.Scene("gray", (world.Shape(shape, "blue", 30.3, 33.6, r),))
+    sharp = world.render(scene)
+    blurred = sharp.filter(ImageFilter.GaussianBlur(0.8))  # what a VAE's decoder does to an edge
+    grown = sharp.filter(ImageFilter.MinFilter(3))  # a one-pixel halo of the shape's colour all round (blue < gray)
+    for image in (sharp, blurred, grown):
+        (found,) = checker.detect(image)
+        assert (found.shape, found.color) == (shape, "blue")
+
+
 def test_checker_rejects_wrong_pictures():
     red_left = world.Scene("white", (world.Shape("circle", "red", 16, 32, 8), world.Shape("square", "blue", 48, 32, 8)),
                            "position", "left of")

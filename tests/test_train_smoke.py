@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+import torch
 
 from imagegen_nb.tiny import components, train
 
@@ -17,6 +19,27 @@ def test_vae_then_unet_then_controlnet_train_and_export(tmp_path):
     assert len(cn_losses) == 3
     sd = train.export(tmp_path, tmp_path / "export")
     assert (sd / "model_index.json").exists() and (tmp_path / "export" / "controlnet-canny").exists()
+    # The exported (fp16) folder is a starting point for more training: its weights load into a fresh model.
+    from diffusers import UNet2DConditionModel
+
+    unet = components.build_unet(components.SMOKE)
+    train._load_weights(unet, sd / "unet")
+    saved = UNet2DConditionModel.from_pretrained(sd / "unet").state_dict()
+    assert all(torch.equal(v, saved[k].float()) for k, v in unet.state_dict().items())
+
+
+def test_learning_rate_warms_up_then_falls_along_a_cosine():
+    factor = train._lr_lambda(warmup=10, total=110, final=0.1)
+    assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)
+    assert factor(60) == pytest.approx(0.55)  # half way down the cosine: (1 + 0.1) / 2
+    assert factor(109) == pytest.approx(0.1, abs=1e-3) and factor(500) == pytest.approx(0.1)
+    assert all(factor(s) >= factor(s + 1) for s in range(10, 200))
+
+
+def test_a_model_folder_of_another_architecture_is_refused(tmp_path):
+    components.build_unet(components.SMOKE).save_pretrained(tmp_path / "unet")
+    with pytest.raises(ValueError, match="does not fit this architecture"):
+        train._load_weights(components.build_unet(), tmp_path / "unet")
 
 
 def test_training_resumes_exactly_where_it_stopped(tmp_path):

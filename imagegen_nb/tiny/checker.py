@@ -1,5 +1,5 @@
-"""Read a picture of the shapes world back into shapes: colour segmentation, connected components, fill ratio for
-the shape, centroids for position. It grades generated pictures against their prompts, as GenEval does for real
+"""Read a picture of the shapes world back into shapes: colour segmentation, connected components, overlap with each
+ideal shape, centroids for position. It grades generated pictures against their prompts, as GenEval does for real
 models with an object detector.
 
 >>> from imagegen_nb.tiny import world, checker
@@ -58,21 +58,37 @@ def _components(mask: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-# Fill-ratio thresholds between the ideal values (triangle 1/2, circle pi/4, square 1), placed where generated
-# pictures with softened corners still fall on the right side (measured on the VAE's reconstructions).
-SQUARE_FILL, CIRCLE_FILL = 0.855, 0.70
+def _templates(pixels: np.ndarray) -> dict[str, np.ndarray]:
+    """The world's three shapes drawn with the blob's area and centroid, as boolean masks over the blob's
+    surroundings (origin at `_origin(pixels)`)."""
+    rows, cols = pixels[:, 0].astype(np.float32), pixels[:, 1].astype(np.float32)
+    area, cy, cx = len(pixels), rows.mean(), cols.mean()
+    pad = int(np.sqrt(area)) + 2
+    y, x = np.mgrid[rows.min() - pad: rows.max() + pad + 1, cols.min() - pad: cols.max() + pad + 1].astype(np.float32)
+    r = np.sqrt(area / np.pi)
+    h = np.sqrt(area) / 2
+    # The world's triangle points up: apex (0, -t), base corners (+-t, 0.8t); area 1.8 t^2, centroid 0.2t below
+    # its centre. Inside = below both slanted sides and above the base.
+    t = np.sqrt(area / 1.8)
+    ty, tx = y - (cy - 0.2 * t), np.abs(x - cx)
+    return {
+        "circle": (x - cx) ** 2 + (y - cy) ** 2 <= r**2,
+        "square": (np.abs(x - cx) <= h) & (np.abs(y - cy) <= h),
+        "triangle": (ty <= 0.8 * t) & (tx <= (ty + t) / 1.8),
+    }
 
 
 def _shape_of(pixels: np.ndarray) -> str:
-    """Circle, square or triangle from how much of its bounding box a blob fills (pi/4, 1, 1/2)."""
-    rows, cols = pixels[:, 0], pixels[:, 1]
-    box = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
-    fill = len(pixels) / box
-    if fill > SQUARE_FILL:
-        return "square"
-    if fill > CIRCLE_FILL:
-        return "circle"
-    return "triangle"
+    """Circle, square or triangle: the world's shape that, drawn with the blob's area and centroid, overlaps the
+    blob best (intersection over union). Uses every pixel, so a softened corner or a one-pixel halo along an edge
+    does not flip the answer the way a bounding-box measure would."""
+    templates = _templates(pixels)
+    shape = next(iter(templates.values())).shape
+    blob = np.zeros(shape, dtype=bool)
+    pad = int(np.sqrt(len(pixels))) + 2
+    blob[pixels[:, 0] - pixels[:, 0].min() + pad, pixels[:, 1] - pixels[:, 1].min() + pad] = True
+    iou = {name: (blob & m).sum() / (blob | m).sum() for name, m in templates.items()}
+    return max(iou, key=iou.get)
 
 
 def background(image: Image.Image) -> str:

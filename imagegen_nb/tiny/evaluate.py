@@ -71,6 +71,27 @@ def checker_accuracy(n: int = 600, seed: int = 99) -> float:
     return right / n
 
 
+def reconstruction_accuracy(model=None, n: int = 300, seed: int = 98) -> float:
+    """The checker's accuracy on the model's VAE round trips (encode, decode) of ground-truth renders: the ceiling
+    of every score above, since each generated picture is decoded by the same VAE."""
+    import numpy as np
+    import torch
+    from diffusers import AutoencoderKL
+    from PIL import Image
+
+    from . import model_path
+
+    vae = AutoencoderKL.from_pretrained(Path(model or model_path()) / "vae", torch_dtype=torch.float32).eval()
+    rng = random.Random(seed)
+    scenes = [world.sample_scene(rng=rng, training=False) for _ in range(n)]
+    captions = [world.caption(s, rng=rng) for s in scenes]
+    x = torch.from_numpy(np.stack([np.asarray(world.render(s)) for s in scenes])).permute(0, 3, 1, 2) / 127.5 - 1
+    with torch.no_grad():
+        recon = vae.decode(vae.encode(x.float()).latent_dist.mean).sample
+    pixels = ((recon.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return sum(checker.grade(Image.fromarray(p), c) for p, c in zip(pixels, captions)) / n
+
+
 def evaluate(model=None, *, per_category: int = 16, images_per_prompt: int = 4, seed: int = 0, **kwargs) -> dict:
     """Generate `images_per_prompt` pictures for each prompt and grade them. Returns per-category scores
     (trained combinations), held-out scores, checker accuracy and seconds per image."""
@@ -93,10 +114,41 @@ def evaluate(model=None, *, per_category: int = 16, images_per_prompt: int = 4, 
         "overall": sum(score.values()) / len(score),
         "held_out": {c: sum(v) / len(v) for c, v in held.items()},
         "checker_accuracy": checker_accuracy(),
+        "reconstruction_accuracy": reconstruction_accuracy(model),
         "seconds_per_image": seconds,
         "prompts_per_category": per_category,
         "images_per_prompt": images_per_prompt,
     }
+
+
+def evaluate_control(model=None, *, n: int = 32, seed: int = 0, tolerance: float = 4.0, **kwargs) -> dict:
+    """How well the canny ControlNet puts shapes where the edges say: for `n` scenes of the world, generate from
+    the edge map of the scene's own picture and its caption, then count the scenes where every shape the checker
+    finds in the picture has a generated shape of the same colour within `tolerance` pixels of its centre.
+
+    Returns `placed` (that share), `graded` (the share the prompt's grader passes, as in `evaluate`) and
+    `free_placed`, the same layout score for the same prompts and seeds without the ControlNet (the chance level).
+    """
+    import imagegen_nb as ig
+
+    rng = random.Random(seed + 77)
+    scenes = [world.sample_scene(rng=rng, training=True) for _ in range(n)]
+    placed = graded = free = 0
+    for k, scene in enumerate(scenes):
+        text, truth = world.caption(scene), checker.detect(world.render(scene))
+        image = ig.control(world.render(scene), text, kind="canny", model=model, seed=seed + k, progress=False,
+                           **kwargs)
+        plain = ig.generate(text, model=model, seed=seed + k, progress=False, **kwargs)
+        placed += _same_layout(checker.detect(image), truth, tolerance)
+        free += _same_layout(checker.detect(plain), truth, tolerance)
+        graded += checker.grade(image, text)
+    return {"placed": placed / n, "graded": graded / n, "free_placed": free / n, "scenes": n}
+
+
+def _same_layout(found: list[checker.Detection], truth: list[checker.Detection], tolerance: float) -> bool:
+    return len(found) == len(truth) and all(
+        any(d.color == t.color and abs(d.x - t.x) <= tolerance and abs(d.y - t.y) <= tolerance for d in found)
+        for t in truth)
 
 
 def table(result: dict) -> str:
@@ -126,21 +178,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--guidance", type=float, default=None)
     parser.add_argument("--scheduler", default=None)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--control", type=int, default=32, metavar="N",
+                        help="also score the canny ControlNet on N scenes (0: skip)")
     parser.add_argument("--json", type=Path, default=None, help="also write the result as JSON here")
     parser.add_argument("--write-card", action="store_true", help="write the table into the model card")
     parser.add_argument("--training", type=Path, default=None, help="training config.json to cite in the card")
     args = parser.parse_args(argv)
-    if args.threads:
-        import torch
+    import torch
 
+    if args.threads:
         torch.set_num_threads(args.threads)
     kwargs = {k: v for k, v in dict(num_inference_steps=args.steps, guidance_scale=args.guidance,
                                      scheduler=args.scheduler).items() if v is not None}
     result = evaluate(args.model, per_category=args.per_category, images_per_prompt=args.images_per_prompt, **kwargs)
     result["settings"] = kwargs
+    result["threads"] = torch.get_num_threads()
     print(table(result))
-    print(f"checker on ground truth: {result['checker_accuracy']:.1%}; "
+    print(f"checker on ground truth: {result['checker_accuracy']:.1%}, on VAE round trips: "
+          f"{result['reconstruction_accuracy']:.1%}; "
           f"{result['seconds_per_image'] * 1000:.0f} ms per image")
+    if args.control:
+        result["control"] = evaluate_control(args.model, n=args.control, **kwargs)
+        c = result["control"]
+        print(f"canny ControlNet: shapes where the edges put them in {c['placed']:.0%} of {c['scenes']} scenes "
+              f"({c['free_placed']:.0%} without it); prompt followed in {c['graded']:.0%}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     if args.write_card:
