@@ -59,12 +59,14 @@ def test_checker_reads_the_vae_round_trips_of_ground_truth():
 
 
 def test_sample_of_prompts_stays_above_the_measured_floor():
-    # Regression floors from the shipped model's own full evaluation (its card), minus sampling noise; the
-    # GenEval-style targets themselves (evaluate.TARGETS) are not yet met, see the model card.
+    # Regression floors from the shipped model's own full evaluation (its card), minus sampling noise; counting and
+    # position are still below their GenEval-style targets (evaluate.TARGETS), see the model card.
     result = evaluate.evaluate(per_category=4, images_per_prompt=2, seed=0)
-    assert result["scores"]["colors"] >= FLOOR["colors"]
+    for category in ("colors", "single_object", "two_object", "color_attr"):
+        assert result["scores"][category] >= FLOOR[category], category
     assert result["overall"] >= FLOOR["overall"]
     assert result["checker_accuracy"] >= 0.99
 
 
-FLOOR = {"colors": 0.5, "overall": 0.2}
+# Full evaluation (card): colors 100%, single_object 92%, two_object 96%, color_attr 81%, overall 78%.
+FLOOR = {"colors": 0.85, "single_object": 0.7, "two_object": 0.7, "color_attr": 0.6, "overall": 0.6}

@@ -10,7 +10,7 @@ from imagegen_nb.tiny import components, train
 
 
 def test_vae_then_unet_then_controlnet_train_and_export(tmp_path):
-    cfg = train.TrainConfig(vae_batch=8, batch=8, warmup=1, lr=1e-3, checkpoint_every=10)
+    cfg = train.TrainConfig(vae_batch=8, batch=8, controlnet_batch=8, warmup=1, lr=1e-3, checkpoint_every=10)
     vae_losses = train.train_vae(tmp_path, components.SMOKE, cfg, steps=60)
     assert np.mean(vae_losses[-10:]) < 0.8 * np.mean(vae_losses[:10])
     unet_losses = train.train_unet(tmp_path, components.SMOKE, cfg, steps=30)

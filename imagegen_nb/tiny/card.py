@@ -47,6 +47,7 @@ through the VAE (the ceiling of every score below). Settings: {settings}.
 Held-out pairs are prompts naming a colour x shape pair never seen in training.
 {seconds:.0f} ms per picture during evaluation ({threads}, default settings, {images_per_prompt} pictures a call).
 {control}
+{short}
 ## Training
 ```json
 {training}
@@ -63,7 +64,18 @@ def render(result: dict, table: str, training: dict) -> str:
         recon=result.get("reconstruction_accuracy", float("nan")),
         settings=json.dumps(result.get("settings") or "model defaults"), table=table,
         seconds=result["seconds_per_image"] * 1000, threads=_threads(result.get("threads")),
-        control=_control(result.get("control")), training=json.dumps(training, indent=2))
+        control=_control(result.get("control")), short=_short(result), training=json.dumps(training, indent=2))
+
+
+def _short(result: dict) -> str:
+    from .evaluate import TARGETS
+
+    below = [f"{c} ({result['scores'][c]:.0%} against {t:.0%})" for c, t in TARGETS.items()
+             if result["scores"].get(c, 1.0) < t]
+    if not below:
+        return "Every category meets its target.\n"
+    return ("Below target: " + ", ".join(below) + ". Training resumes with the same command (checkpoints in the run "
+            "folder), and `--phase export` writes new weights here.\n")
 
 
 def _threads(n: int | None) -> str:

@@ -52,7 +52,8 @@ class TrainConfig:
     min_snr: float = 5.0
     ema_decay: float = 0.999
     controlnet_steps: int = 1500
-    controlnet_lr: float = 3e-4
+    controlnet_lr: float = 5e-4
+    controlnet_batch: int = 32  # where shapes go is a simpler lesson than what they are: more, smaller steps
     checkpoint_every: int = 100
 
 
@@ -309,14 +310,15 @@ def train_controlnet(out: Path, arch: components.Architecture, cfg: TrainConfig,
     controlnet = components.build_controlnet(unet, arch).to(device)
     ema = copy.deepcopy(controlnet).requires_grad_(False)
     opt = torch.optim.AdamW(controlnet.parameters(), lr=cfg.controlnet_lr)
-    scheduler = components.build_scheduler("ddpm")
-    ckpt, parts = Checkpoint(out / "controlnet.pt"), {"model": controlnet, "ema": ema, "opt": opt}
-    start, losses = ckpt.restore(parts)
     total = steps or cfg.controlnet_steps
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup, total, cfg.lr_final))
+    scheduler = components.build_scheduler("ddpm")
+    ckpt, parts = Checkpoint(out / "controlnet.pt"), {"model": controlnet, "ema": ema, "opt": opt, "sched": sched}
+    start, losses = ckpt.restore(parts)
     bar = tqdm(range(start, total), initial=start, total=total, desc="controlnet")
     for step in bar:
         gen = torch.Generator().manual_seed(cfg.seed * 7_000_003 + step)
-        images, captions, _ = world.batch(cfg.batch, seed=20_000_000 + step, training=True)
+        images, captions, _ = world.batch(cfg.controlnet_batch, seed=20_000_000 + step, training=True)
         captions = _drop_captions(captions, gen, cfg.empty_caption)
         edges = np.stack([np.asarray(canny(im)) for im in images])
         cond = torch.from_numpy(edges).to(device).permute(0, 3, 1, 2).float() / 255.0
@@ -327,7 +329,7 @@ def train_controlnet(out: Path, arch: components.Architecture, cfg: TrainConfig,
         down, mid = controlnet(x_t, t, text, controlnet_cond=cond, return_dict=False)
         eps_pred = unet(x_t, t, text, down_block_additional_residuals=down, mid_block_additional_residual=mid).sample
         loss = (weight * (eps_pred - eps).pow(2).mean(dim=(1, 2, 3))).mean()
-        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
         _ema_update(ema, controlnet, min(cfg.ema_decay, (1 + step) / (10 + step)))
         losses.append(loss.item())
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
