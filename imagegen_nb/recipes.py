@@ -30,7 +30,7 @@ class Recipe:
     >>> import imagegen_nb as ig
     >>> r = ig.Recipe.from_dict(ig.recipe(ig.generate("a red circle", seed=4)))
     >>> r.code()
-    "ig.generate('a red circle', num_inference_steps=20, guidance_scale=4.0, width=64, height=64, seed=4)"
+    "ig.generate('a red circle', num_inference_steps=12, guidance_scale=4.0, width=64, height=64, seed=4)"
     """
 
     task: str

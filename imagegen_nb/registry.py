@@ -49,7 +49,7 @@ class Family:
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in [
-    Family("tiny", "StableDiffusionPipeline", 64, 20, 4.0, control_image_arg="image",
+    Family("tiny", "StableDiffusionPipeline", 64, 12, 4.0, control_image_arg="image",
            controlnets={"canny": "builtin:canny"},
            description="built-in teaching model: flat shapes on plain backgrounds, 64x64, fast on CPU"),
     Family("sd15", "StableDiffusionPipeline", 512, 30, 7.5, control_image_arg="image",

@@ -16,7 +16,7 @@ It was trained from scratch by `python -m imagegen_nb.tiny.train` on pictures fr
 from diffusers import StableDiffusionPipeline
 from imagegen_nb import tiny
 pipe = StableDiffusionPipeline.from_pretrained(tiny.model_path())
-image = pipe("a red circle to the left of a blue square", num_inference_steps=20).images[0]
+image = pipe("a red circle to the left of a blue square", num_inference_steps=12).images[0]
 ```
 
 ## The world

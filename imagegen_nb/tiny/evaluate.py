@@ -76,18 +76,19 @@ def reconstruction_accuracy(model=None, n: int = 300, seed: int = 98) -> float:
     of every score above, since each generated picture is decoded by the same VAE."""
     import numpy as np
     import torch
-    from diffusers import AutoencoderKL
     from PIL import Image
 
-    from . import model_path
+    from ..cache import shared
 
-    vae = AutoencoderKL.from_pretrained(Path(model or model_path()) / "vae", torch_dtype=torch.float32).eval()
+    _, pipe = shared.pipeline(model, "generate")  # the VAE the model's pictures are decoded with
+    vae = pipe.vae
     rng = random.Random(seed)
     scenes = [world.sample_scene(rng=rng, training=False) for _ in range(n)]
     captions = [world.caption(s, rng=rng) for s in scenes]
     x = torch.from_numpy(np.stack([np.asarray(world.render(s)) for s in scenes])).permute(0, 3, 1, 2) / 127.5 - 1
     with torch.no_grad():
-        recon = vae.decode(vae.encode(x.float()).latent_dist.mean).sample
+        x = x.to(vae.device, vae.dtype)
+        recon = vae.decode(vae.encode(x).latent_dist.mean).sample.float().cpu()
     pixels = ((recon.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     return sum(checker.grade(Image.fromarray(p), c) for p, c in zip(pixels, captions)) / n
 
