@@ -58,13 +58,8 @@ def _components(mask: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def _templates(pixels: np.ndarray) -> dict[str, np.ndarray]:
-    """The world's three shapes drawn with the blob's area and centroid, as boolean masks over the blob's
-    surroundings (origin at `_origin(pixels)`)."""
-    rows, cols = pixels[:, 0].astype(np.float32), pixels[:, 1].astype(np.float32)
-    area, cy, cx = len(pixels), rows.mean(), cols.mean()
-    pad = int(np.sqrt(area)) + 2
-    y, x = np.mgrid[rows.min() - pad: rows.max() + pad + 1, cols.min() - pad: cols.max() + pad + 1].astype(np.float32)
+def _templates(y: np.ndarray, x: np.ndarray, area: int, cy: float, cx: float) -> dict[str, np.ndarray]:
+    """The world's three shapes drawn with a blob's area and centroid, as boolean masks over the grid `y, x`."""
     r = np.sqrt(area / np.pi)
     h = np.sqrt(area) / 2
     # The world's triangle points up: apex (0, -t), base corners (+-t, 0.8t); area 1.8 t^2, centroid 0.2t below
@@ -82,11 +77,13 @@ def _shape_of(pixels: np.ndarray) -> str:
     """Circle, square or triangle: the world's shape that, drawn with the blob's area and centroid, overlaps the
     blob best (intersection over union). Uses every pixel, so a softened corner or a one-pixel halo along an edge
     does not flip the answer the way a bounding-box measure would."""
-    templates = _templates(pixels)
-    shape = next(iter(templates.values())).shape
-    blob = np.zeros(shape, dtype=bool)
-    pad = int(np.sqrt(len(pixels))) + 2
-    blob[pixels[:, 0] - pixels[:, 0].min() + pad, pixels[:, 1] - pixels[:, 1].min() + pad] = True
+    rows, cols = pixels[:, 0], pixels[:, 1]
+    pad = int(np.sqrt(len(pixels))) + 2  # room for a template that reaches past the blob
+    top, left = rows.min() - pad, cols.min() - pad
+    y, x = np.mgrid[top: rows.max() + pad + 1, left: cols.max() + pad + 1].astype(np.float32)
+    blob = np.zeros(y.shape, dtype=bool)
+    blob[rows - top, cols - left] = True
+    templates = _templates(y, x, len(pixels), float(rows.mean()), float(cols.mean()))
     iou = {name: (blob & m).sum() / (blob | m).sum() for name, m in templates.items()}
     return max(iou, key=iou.get)
 

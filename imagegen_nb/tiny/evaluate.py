@@ -74,23 +74,21 @@ def checker_accuracy(n: int = 600, seed: int = 99) -> float:
 def reconstruction_accuracy(model=None, n: int = 300, seed: int = 98) -> float:
     """The checker's accuracy on the model's VAE round trips (encode, decode) of ground-truth renders: the ceiling
     of every score above, since each generated picture is decoded by the same VAE."""
-    import numpy as np
     import torch
-    from PIL import Image
 
     from ..cache import shared
 
-    _, pipe = shared.pipeline(model, "generate")  # the VAE the model's pictures are decoded with
-    vae = pipe.vae
+    # The pipeline's own VAE and pixel conversions, so the round trip is exactly how its pictures are made.
+    _, pipe = shared.pipeline(model, "generate")
+    vae, processor = pipe.vae, pipe.image_processor
     rng = random.Random(seed)
     scenes = [world.sample_scene(rng=rng, training=False) for _ in range(n)]
     captions = [world.caption(s, rng=rng) for s in scenes]
-    x = torch.from_numpy(np.stack([np.asarray(world.render(s)) for s in scenes])).permute(0, 3, 1, 2) / 127.5 - 1
     with torch.no_grad():
-        x = x.to(vae.device, vae.dtype)
-        recon = vae.decode(vae.encode(x).latent_dist.mean).sample.float().cpu()
-    pixels = ((recon.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    return sum(checker.grade(Image.fromarray(p), c) for p, c in zip(pixels, captions)) / n
+        x = processor.preprocess([world.render(s) for s in scenes]).to(vae.device, vae.dtype)
+        recon = vae.decode(vae.encode(x).latent_dist.mean).sample
+    pictures = processor.postprocess(recon.float().cpu(), output_type="pil")
+    return sum(checker.grade(p, c) for p, c in zip(pictures, captions)) / n
 
 
 def evaluate(model=None, *, per_category: int = 16, images_per_prompt: int = 4, seed: int = 0, **kwargs) -> dict:
@@ -136,8 +134,9 @@ def evaluate_control(model=None, *, n: int = 32, seed: int = 0, tolerance: float
     scenes = [world.sample_scene(rng=rng, training=True) for _ in range(n)]
     placed = graded = free = 0
     for k, scene in enumerate(scenes):
-        text, truth = world.caption(scene), checker.detect(world.render(scene))
-        image = ig.control(world.render(scene), text, kind="canny", model=model, seed=seed + k, progress=False,
+        text, picture = world.caption(scene), world.render(scene)
+        truth = checker.detect(picture)
+        image = ig.control(picture, text, kind="canny", model=model, seed=seed + k, progress=False,
                            **kwargs)
         plain = ig.generate(text, model=model, seed=seed + k, progress=False, **kwargs)
         placed += _same_layout(checker.detect(image), truth, tolerance)
