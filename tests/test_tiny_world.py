@@ -6,6 +6,7 @@ import random
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from imagegen_nb.tiny import checker, evaluate, world
 
@@ -16,6 +17,16 @@ def test_batches_are_reproducible_and_pictures_are_64px():
     c, _, _ = world.batch(8, seed=4)
     assert a.shape == (8, 64, 64, 3) and a.dtype == np.uint8
     assert (a == b).all() and caps_a == caps_b and (a != c).any()
+
+
+def test_category_weights_choose_what_a_batch_shows():
+    only_position = [1 if c == "position" else 0 for c in world.CATEGORIES]
+    _, _, scenes = world.batch(16, seed=0, weights=only_position)
+    assert {s.category for s in scenes} == {"position"}
+    _, _, default = world.batch(64, seed=0)
+    assert len({s.category for s in default}) == len(world.CATEGORIES)
+    with pytest.raises(ValueError, match="one per category"):
+        world.batch(2, seed=0, weights=(1, 2))
 
 
 def test_render_draws_the_named_colours_on_the_background():
@@ -68,6 +79,16 @@ def test_checker_names_shapes_through_soft_edges_and_halos(shape, r):
     for image in (sharp, blurred, grown):
         (found,) = checker.detect(image)
         assert (found.shape, found.color) == (shape, "blue")
+
+
+def test_checker_does_not_name_blobs_that_are_no_shape():
+    touching = world.Scene("white", (world.Shape("circle", "red", 24, 32, 8), world.Shape("circle", "red", 40, 32, 8)))
+    (merged,) = checker.detect(world.render(touching))  # one blob: two circles run together
+    assert merged.shape == "unknown"
+    assert not checker.grade(world.render(touching), "a red circle")
+    smear = np.full((64, 64, 3), world.BACKGROUNDS["white"], dtype=np.uint8)
+    smear[30:34, 8:56] = world.COLORS["green"]  # a 4 x 48 streak
+    assert [d.shape for d in checker.detect(Image.fromarray(smear))] == ["unknown"]
 
 
 def test_checker_rejects_wrong_pictures():

@@ -26,6 +26,9 @@ def test_vae_then_unet_then_controlnet_train_and_export(tmp_path):
     train._load_weights(unet, sd / "unet")
     saved = UNet2DConditionModel.from_pretrained(sd / "unet").state_dict()
     assert all(torch.equal(v, saved[k].float()) for k, v in unet.state_dict().items())
+    # A new run folder continues from it, taking the exported VAE along.
+    more = train.train_unet(tmp_path / "more", components.SMOKE, cfg, steps=2, init_from=sd)
+    assert len(more) == 2 and (tmp_path / "more" / "vae" / "config.json").exists()
 
 
 def test_learning_rate_warms_up_then_falls_along_a_cosine():
@@ -49,3 +52,24 @@ def test_training_resumes_exactly_where_it_stopped(tmp_path):
     resumed = train.train_vae(tmp_path / "b", components.SMOKE, cfg, steps=8)
     assert len(resumed) == 8
     np.testing.assert_allclose(resumed, straight, rtol=1e-5)
+
+
+def test_config_comes_from_defaults_then_the_run_then_overrides():
+    saved = {"lr": 1e-3, "category_weights": [1, 2, 3, 4, 5, 6], "a_field_of_an_older_version": 1}
+    cfg = train._config(saved, ["batch=32", "category_weights=0,0,1,0,3,0", "high_noise=0.5"])
+    assert cfg.lr == 1e-3 and cfg.batch == 32 and cfg.high_noise == 0.5
+    assert cfg.category_weights == (0, 0, 1, 0, 3, 0) and cfg.seed == train.TrainConfig.seed
+    assert train._config(saved, []).category_weights == (1, 2, 3, 4, 5, 6)
+    with pytest.raises(ValueError, match="FIELD=VALUE"):
+        train._config({}, ["learning_rate=1"])
+
+
+def test_high_noise_share_draws_timesteps_from_the_noisier_half():
+    scheduler = components.build_scheduler("ddpm")
+    latents = torch.zeros(2000, 4, 2, 2)
+    _, _, uniform, _ = train._noised(scheduler, latents, torch.Generator().manual_seed(0), 5.0)
+    _, _, plain, _ = train._noised(scheduler, latents, torch.Generator().manual_seed(0), 5.0, high_noise=0.0)
+    _, _, noisy, _ = train._noised(scheduler, latents, torch.Generator().manual_seed(0), 5.0, high_noise=1.0)
+    assert torch.equal(uniform, plain)  # no share: the same draws as before the option existed
+    assert 0.45 < (uniform >= 500).float().mean() < 0.55
+    assert noisy.min() >= 500 and noisy.max() <= 999

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import logging
 import shutil
@@ -48,6 +49,9 @@ class TrainConfig:
     lr: float = 6e-4
     warmup: int = 200
     lr_final: float = 0.1  # the learning rate falls along a cosine to this share of `lr` by the last step
+    category_weights: tuple[float, ...] = world.CATEGORY_WEIGHTS  # how often each GenEval category is drawn
+    data_seed: int = 0  # added to each step's batch seed: a continued run sees pictures the first run did not
+    high_noise: float = 0.0  # share of timesteps drawn from the noisier half, where layout and binding are decided
     empty_caption: float = 0.1  # share of empty captions, so classifier-free guidance has an unconditional model
     min_snr: float = 5.0
     ema_decay: float = 0.999
@@ -189,7 +193,7 @@ def _load_weights(model: torch.nn.Module, folder: Path) -> None:
 def _load_vae(out: Path):
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL.from_pretrained(out / "vae")
+    return AutoencoderKL.from_pretrained(out / "vae").to(torch.float32)
 
 
 def _encode_text(tokenizer, text_encoder, captions: list[str], device) -> torch.Tensor:
@@ -209,10 +213,14 @@ def _latents(vae, images: np.ndarray, device) -> torch.Tensor:
     return vae.encode(_images_to_tensor(images, device)).latent_dist.mean * vae.config.scaling_factor
 
 
-def _noised(scheduler, latents: torch.Tensor, gen: torch.Generator, min_snr: float):
-    """x_t, the noise eps, and min-SNR-gamma loss weights for random timesteps."""
-    n = latents.shape[0]
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (n,), generator=gen).to(latents.device)
+def _noised(scheduler, latents: torch.Tensor, gen: torch.Generator, min_snr: float, high_noise: float = 0.0):
+    """x_t, the noise eps, and min-SNR-gamma loss weights for random timesteps; a share `high_noise` of them comes
+    from the noisier half only (which object goes where is settled there, in the first sampling steps)."""
+    n, steps = latents.shape[0], scheduler.config.num_train_timesteps
+    t = torch.randint(0, steps, (n,), generator=gen)
+    if high_noise > 0:  # (no extra draw otherwise: runs without it stay reproducible)
+        t = torch.where(torch.rand(n, generator=gen) < high_noise, steps // 2 + t // 2, t)
+    t = t.to(latents.device)
     eps = torch.randn(latents.shape, generator=gen).to(latents.device)
     x_t = scheduler.add_noise(latents, eps, t)
     alpha_bar = scheduler.alphas_cumprod.to(latents.device)[t]
@@ -239,6 +247,8 @@ def train_unet(out: Path, arch: components.Architecture, cfg: TrainConfig, steps
     shipped one), gives the starting weights instead of random ones; a checkpoint in `out` still wins."""
     device = _device()
     torch.manual_seed(cfg.seed)
+    if init_from is not None and not (out / "vae").exists():
+        shutil.copytree(init_from / "vae", out / "vae")  # the VAE whose latents that model was trained on
     vae = _load_vae(out).to(device).eval().requires_grad_(False)
     tokenizer = components.build_tokenizer(out / "tokenizer", arch)
     text_encoder = components.build_text_encoder(len(tokenizer), arch).to(device)
@@ -257,11 +267,12 @@ def train_unet(out: Path, arch: components.Architecture, cfg: TrainConfig, steps
     bar = tqdm(range(start, total), initial=start, total=total, desc="unet")
     for step in bar:
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        images, captions, _ = world.batch(cfg.batch, seed=step, training=True)
+        images, captions, _ = world.batch(cfg.batch, seed=cfg.data_seed + step, training=True,
+                                          weights=cfg.category_weights)
         captions = _drop_captions(captions, gen, cfg.empty_caption)
         with torch.no_grad():
             latents = _latents(vae, images, device)
-        x_t, eps, t, weight = _noised(scheduler, latents, gen, cfg.min_snr)
+        x_t, eps, t, weight = _noised(scheduler, latents, gen, cfg.min_snr, cfg.high_noise)
         eps_pred = unet(x_t, t, _encode_text(tokenizer, text_encoder, captions, device)).sample
         loss = (weight * (eps_pred - eps).pow(2).mean(dim=(1, 2, 3))).mean()
         opt.zero_grad(set_to_none=True); loss.backward()
@@ -369,6 +380,22 @@ def export(out: Path, dest: Path, *, fp16: bool = True, scheduler: str = "dpm") 
     return sd
 
 
+def _config(saved: dict, overrides: list[str]) -> TrainConfig:
+    """The run's TrainConfig: defaults, then what the run's config.json holds, then `FIELD=VALUE` overrides."""
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in fields}
+    for item in overrides:
+        name, sep, text = item.partition("=")
+        if not sep or name not in fields:
+            raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(fields)}")
+        default = getattr(TrainConfig, name)
+        if isinstance(default, tuple):
+            values[name] = tuple(float(v) for v in text.split(","))
+        else:
+            values[name] = type(default)(float(text) if isinstance(default, int) else text)
+    return TrainConfig(**values)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m imagegen_nb.tiny.train", description=__doc__.split("\n")[0])
     phases = ["all", "vae", "unet", "decoder", "snapshot", "controlnet", "export"]
@@ -380,11 +407,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--export-to", type=Path, default=None, help="write the pipeline folders here at the end")
     parser.add_argument("--init-from", type=Path, default=None,
                         help="unet phase: start from this model folder's weights (e.g. the shipped model's)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a TrainConfig field, e.g. --set lr=3e-4 --set category_weights=10,10,25,5,40,10;"
+                             " kept in the run's config.json, so resuming the run needs no --set again")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     torch.set_num_threads(args.threads)
     arch = components.SMOKE if args.arch == "smoke" else components.Architecture()
-    cfg = TrainConfig()
+    saved = args.out / "config.json"
+    cfg = _config(json.loads(saved.read_text())["train"] if saved.exists() else {}, args.set)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "config.json").write_text(json.dumps({"arch": asdict(arch), "train": asdict(cfg)}, indent=2))
     started = time.time()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -143,14 +144,19 @@ def _relation_scene(rng: random.Random, background: str, relation: str, training
     return Scene(background, (Shape(s1, c1, x1, y1, r1), Shape(s2, c2, x2, y2, r2)), "position", relation)
 
 
+CATEGORY_WEIGHTS = (10, 15, 20, 10, 30, 15)  # how often each of CATEGORIES is drawn when none is named
+
+
 def sample_scene(seed: int | None = None, *, category: str | None = None, training: bool = True,
-                 rng: random.Random | None = None) -> Scene:
-    """A random scene of the given GenEval category (random category if None).
+                 rng: random.Random | None = None, weights: Sequence[float] = CATEGORY_WEIGHTS) -> Scene:
+    """A random scene of the given GenEval category (drawn with `weights`, one per CATEGORIES, if None).
 
     With `training=True` the held-out colour x shape pairs never appear.
     """
     rng = rng or random.Random(seed)
-    category = category or rng.choices(CATEGORIES, weights=(10, 15, 20, 10, 30, 15))[0]
+    if len(weights) != len(CATEGORIES):
+        raise ValueError(f"weights has {len(weights)} entries; pass one per category: {', '.join(CATEGORIES)}")
+    category = category or rng.choices(CATEGORIES, weights=weights)[0]
     background = rng.choice(list(BACKGROUNDS))
     if category in ("single_object", "colors"):
         c, s = _color_shape(rng, training)
@@ -248,12 +254,14 @@ def render(scene: Scene) -> Image.Image:
     return image
 
 
-def batch(n: int, seed: int, *, training: bool = True, flip: bool = True) -> tuple[np.ndarray, list[str], list[Scene]]:
-    """`n` pictures as a uint8 array (n, 64, 64, 3), their captions and their scenes; the same for the same seed."""
+def batch(n: int, seed: int, *, training: bool = True, flip: bool = True,
+          weights: Sequence[float] = CATEGORY_WEIGHTS) -> tuple[np.ndarray, list[str], list[Scene]]:
+    """`n` pictures as a uint8 array (n, 64, 64, 3), their captions and their scenes; the same for the same seed.
+    `weights` sets how often each of CATEGORIES appears."""
     rng = random.Random(seed)
     images, captions, scenes = [], [], []
     for _ in range(n):
-        scene = sample_scene(rng=rng, training=training)
+        scene = sample_scene(rng=rng, training=training, weights=weights)
         if flip and rng.random() < 0.5:
             scene = flip_horizontal(scene)
         images.append(np.asarray(render(scene)))
