@@ -40,7 +40,8 @@ Held out of training entirely: {held_out}.
 `python -m imagegen_nb.tiny.evaluate`: {per_category} prompts per category, {images_per_prompt} pictures per prompt,
 graded by the world's analytic checker (colour segmentation, connected components, overlap with each ideal shape,
 centroids for position; a blob that overlaps none with IoU >= 0.75 is no shape), which scores {checker:.1%} on
-ground-truth renders and {recon:.1%} on their round trips through the VAE (the ceiling of every score below). Settings: {settings}.
+ground-truth renders and {recon:.1%} on their round trips through the VAE (the ceiling of every score below).
+Settings: {settings}.
 
 {table}
 

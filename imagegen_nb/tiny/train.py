@@ -244,7 +244,8 @@ def _lr_lambda(warmup: int, total: int, final: float = 1.0):
 def train_unet(out: Path, arch: components.Architecture, cfg: TrainConfig, steps: int | None = None,
                init_from: Path | None = None) -> list[float]:
     """Train the text encoder and UNet together. `init_from`, a model folder of the same architecture (such as the
-    shipped one), gives the starting weights instead of random ones; a checkpoint in `out` still wins."""
+    shipped one), gives the starting weights instead of random ones (and its VAE, if `out` has none); a checkpoint
+    in `out` still wins."""
     device = _device()
     torch.manual_seed(cfg.seed)
     if init_from is not None and not (out / "vae").exists():
@@ -382,7 +383,7 @@ def export(out: Path, dest: Path, *, fp16: bool = True, scheduler: str = "dpm") 
 
 def _config(saved: dict, overrides: list[str]) -> TrainConfig:
     """The run's TrainConfig: defaults, then what the run's config.json holds, then `FIELD=VALUE` overrides."""
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    fields = [f.name for f in dataclasses.fields(TrainConfig)]
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in fields}
     for item in overrides:
         name, sep, text = item.partition("=")
@@ -417,7 +418,7 @@ def main(argv: list[str] | None = None) -> None:
     saved = args.out / "config.json"
     cfg = _config(json.loads(saved.read_text())["train"] if saved.exists() else {}, args.set)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "config.json").write_text(json.dumps({"arch": asdict(arch), "train": asdict(cfg)}, indent=2))
+    saved.write_text(json.dumps({"arch": asdict(arch), "train": asdict(cfg)}, indent=2))
     started = time.time()
     phases = ["vae", "unet", "controlnet"] if args.phase == "all" else [args.phase]
     if args.phase == "snapshot":
