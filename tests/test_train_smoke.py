@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -26,9 +29,11 @@ def test_vae_then_unet_then_controlnet_train_and_export(tmp_path):
     train._load_weights(unet, sd / "unet")
     saved = UNet2DConditionModel.from_pretrained(sd / "unet").state_dict()
     assert all(torch.equal(v, saved[k].float()) for k, v in unet.state_dict().items())
-    # A new run folder continues from it, taking the exported VAE along.
-    more = train.train_unet(tmp_path / "more", components.SMOKE, cfg, steps=2, init_from=sd)
-    assert len(more) == 2 and (tmp_path / "more" / "vae" / "config.json").exists()
+    # A new run folder continues from it, taking the exported VAE along (here with attention grounding and a
+    # v-prediction, zero-terminal-SNR schedule).
+    changed = dataclasses.replace(cfg, grounding=0.1, prediction_type="v_prediction", zero_terminal_snr=True)
+    more = train.train_unet(tmp_path / "more", components.SMOKE, changed, steps=2, init_from=sd)
+    assert len(more) == 2 and np.isfinite(more).all() and (tmp_path / "more" / "vae" / "config.json").exists()
 
 
 def test_learning_rate_warms_up_then_falls_along_a_cosine():
@@ -73,3 +78,32 @@ def test_high_noise_share_draws_timesteps_from_the_noisier_half():
     assert torch.equal(uniform, plain)  # no share: the same draws as before the option existed
     assert 0.45 < (uniform >= 500).float().mean() < 0.55
     assert noisy.min() >= 500 and noisy.max() <= 999
+
+
+def test_zero_terminal_snr_schedule_ends_in_pure_noise_and_trains_v():
+    plain = components.build_scheduler("ddpm")
+    zero = components.build_scheduler("ddpm", prediction_type="v_prediction", zero_terminal_snr=True)
+    assert plain.alphas_cumprod[-1] > 1e-3 and zero.alphas_cumprod[-1] == 0
+    with pytest.raises(ValueError, match="v_prediction"):
+        components.build_scheduler("ddpm", zero_terminal_snr=True)
+    latents = torch.randn(500, 4, 2, 2)
+    x_t, target, t, weight = train._noised(zero, latents, torch.Generator().manual_seed(0), 5.0, high_noise=1.0)
+    ab = zero.alphas_cumprod[t].view(-1, 1, 1, 1)
+    eps = (x_t - ab.sqrt() * latents) / (1 - ab).sqrt()
+    torch.testing.assert_close(target, ab.sqrt() * eps - (1 - ab).sqrt() * latents)  # v
+    snr = ab.flatten() / (1 - ab.flatten())
+    torch.testing.assert_close(weight, torch.clamp(snr + 1, max=5.0) / (snr + 1))
+    assert torch.isfinite(weight).all() and weight[t.argmax()] == 1  # trained where x_t is (nearly) all noise
+    _, eps, _, eps_weight = train._noised(plain, latents, torch.Generator().manual_seed(0), 5.0)
+    assert torch.isfinite(eps_weight).all() and eps.std() == pytest.approx(1, abs=0.05)
+
+
+def test_a_runs_schedule_settings_reach_its_exported_scheduler(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"train": {"prediction_type": "v_prediction",
+                                                                 "zero_terminal_snr": True}}))
+    scheduler = train._scheduler("dpm", train._run_config(tmp_path))
+    assert scheduler.config.prediction_type == "v_prediction" and scheduler.config.rescale_betas_zero_snr
+    assert train._scheduler("dpm", train._run_config(tmp_path / "elsewhere")).config.prediction_type == "epsilon"
+    assert train._config({}, ["zero_terminal_snr=true"]).zero_terminal_snr is True
+    with pytest.raises(ValueError, match="true or false"):
+        train._config({}, ["zero_terminal_snr=yes please"])

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import components, world
+from . import components, grounding, world
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,9 @@ class TrainConfig:
     category_weights: tuple[float, ...] = world.CATEGORY_WEIGHTS  # how often each GenEval category is drawn
     data_seed: int = 0  # added to each step's batch seed: a continued run sees pictures the first run did not
     high_noise: float = 0.0  # share of timesteps drawn from the noisier half, where layout and binding are decided
+    grounding: float = 0.0  # weight of the attention-grounding loss (tiny.grounding): words attend to their objects
+    prediction_type: str = "epsilon"  # what the UNet predicts: "epsilon" (the noise) or "v_prediction"
+    zero_terminal_snr: bool = False  # the last timestep is pure noise (components.build_scheduler); needs v
     empty_caption: float = 0.1  # share of empty captions, so classifier-free guidance has an unconditional model
     min_snr: float = 5.0
     ema_decay: float = 0.999
@@ -214,8 +217,14 @@ def _latents(vae, images: np.ndarray, device) -> torch.Tensor:
 
 
 def _noised(scheduler, latents: torch.Tensor, gen: torch.Generator, min_snr: float, high_noise: float = 0.0):
-    """x_t, the noise eps, and min-SNR-gamma loss weights for random timesteps; a share `high_noise` of them comes
-    from the noisier half only (which object goes where is settled there, in the first sampling steps)."""
+    """x_t, the regression target (the noise eps, or v for a v-prediction schedule), the timesteps, and min-SNR-gamma
+    loss weights for random timesteps; a share `high_noise` of them comes from the noisier half only (which object
+    goes where is settled there, in the first sampling steps).
+
+    Min-SNR-gamma weights each timestep's error on x0 by min(SNR, gamma). For v the weight is taken on SNR + 1
+    instead, min(SNR + 1, gamma) / (SNR + 1): with a zero-terminal-SNR schedule SNR is 0 at the last timestep,
+    where the model must draw the layout from the prompt alone, and min(SNR, gamma) would not train it there.
+    """
     n, steps = latents.shape[0], scheduler.config.num_train_timesteps
     t = torch.randint(0, steps, (n,), generator=gen)
     if high_noise > 0:  # (no extra draw otherwise: runs without it stay reproducible)
@@ -225,7 +234,14 @@ def _noised(scheduler, latents: torch.Tensor, gen: torch.Generator, min_snr: flo
     x_t = scheduler.add_noise(latents, eps, t)
     alpha_bar = scheduler.alphas_cumprod.to(latents.device)[t]
     snr = alpha_bar / (1 - alpha_bar)
+    if scheduler.config.prediction_type == "v_prediction":
+        return x_t, scheduler.get_velocity(latents, eps, t), t, torch.clamp(snr + 1, max=min_snr) / (snr + 1)
     return x_t, eps, t, torch.clamp(snr, max=min_snr) / snr
+
+
+def _scheduler(kind: str, cfg: TrainConfig):
+    return components.build_scheduler(kind, prediction_type=cfg.prediction_type,
+                                      zero_terminal_snr=cfg.zero_terminal_snr)
 
 
 def _lr_lambda(warmup: int, total: int, final: float = 1.0):
@@ -261,33 +277,51 @@ def train_unet(out: Path, arch: components.Architecture, cfg: TrainConfig, steps
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
     total = steps or cfg.unet_steps
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup, total, cfg.lr_final))
-    scheduler = components.build_scheduler("ddpm")
+    scheduler = _scheduler("ddpm", cfg)
     ckpt = Checkpoint(out / "unet.pt")
     parts = {"unet": unet, "te": text_encoder, "ema_unet": ema_unet, "ema_te": ema_te, "opt": opt, "sched": sched}
     start, losses = ckpt.restore(parts)
+    store = _record_attention(unet) if cfg.grounding > 0 else None
+    grounded: list[float] = []
     bar = tqdm(range(start, total), initial=start, total=total, desc="unet")
     for step in bar:
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        images, captions, _ = world.batch(cfg.batch, seed=cfg.data_seed + step, training=True,
-                                          weights=cfg.category_weights)
+        images, captions, scenes = world.batch(cfg.batch, seed=cfg.data_seed + step, training=True,
+                                               weights=cfg.category_weights)
         captions = _drop_captions(captions, gen, cfg.empty_caption)
         with torch.no_grad():
             latents = _latents(vae, images, device)
-        x_t, eps, t, weight = _noised(scheduler, latents, gen, cfg.min_snr, cfg.high_noise)
-        eps_pred = unet(x_t, t, _encode_text(tokenizer, text_encoder, captions, device)).sample
-        loss = (weight * (eps_pred - eps).pow(2).mean(dim=(1, 2, 3))).mean()
+        x_t, target, t, weight = _noised(scheduler, latents, gen, cfg.min_snr, cfg.high_noise)
+        pred = unet(x_t, t, _encode_text(tokenizer, text_encoder, captions, device)).sample
+        loss = (weight * (pred - target).pow(2).mean(dim=(1, 2, 3))).mean()
+        if store is not None:
+            words, masks = grounding.targets(scenes, captions, tokenizer.model_max_length)
+            g = grounding.loss(store, torch.from_numpy(words).to(device), torch.from_numpy(masks).to(device))
+            store.clear()
+            grounded.append(g.item())
+            loss = loss + cfg.grounding * g
         opt.zero_grad(set_to_none=True); loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step(); sched.step()
         decay = min(cfg.ema_decay, (1 + step) / (10 + step))
         _ema_update(ema_unet, unet, decay); _ema_update(ema_te, text_encoder, decay)
         losses.append(loss.item())
-        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}",
+                        **({"grounding": f"{np.mean(grounded[-50:]):.3f}"} if grounded else {}))
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == total:
             ckpt.store(parts, step + 1, losses)
     ema_unet.save_pretrained(out / "unet")
     ema_te.save_pretrained(out / "text_encoder")
     return losses
+
+
+def _record_attention(unet) -> grounding.Store:
+    """Make `unet`'s cross-attention layers hand their attention probabilities (with gradients) to a new store."""
+    from ..teach.attention import AttentionRecorder
+
+    store = grounding.Store()
+    unet.set_attn_processor({name: AttentionRecorder(name, proc, store) for name, proc in unet.attn_processors.items()})
+    return store
 
 
 def snapshot(out: Path, arch: components.Architecture) -> int:
@@ -324,7 +358,7 @@ def train_controlnet(out: Path, arch: components.Architecture, cfg: TrainConfig,
     opt = torch.optim.AdamW(controlnet.parameters(), lr=cfg.controlnet_lr)
     total = steps or cfg.controlnet_steps
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup, total, cfg.lr_final))
-    scheduler = components.build_scheduler("ddpm")
+    scheduler = _scheduler("ddpm", cfg)
     ckpt, parts = Checkpoint(out / "controlnet.pt"), {"model": controlnet, "ema": ema, "opt": opt, "sched": sched}
     start, losses = ckpt.restore(parts)
     bar = tqdm(range(start, total), initial=start, total=total, desc="controlnet")
@@ -337,10 +371,10 @@ def train_controlnet(out: Path, arch: components.Architecture, cfg: TrainConfig,
         with torch.no_grad():
             latents = _latents(vae, images, device)
             text = _encode_text(tokenizer, text_encoder, captions, device)
-        x_t, eps, t, weight = _noised(scheduler, latents, gen, cfg.min_snr)
+        x_t, target, t, weight = _noised(scheduler, latents, gen, cfg.min_snr)
         down, mid = controlnet(x_t, t, text, controlnet_cond=cond, return_dict=False)
-        eps_pred = unet(x_t, t, text, down_block_additional_residuals=down, mid_block_additional_residual=mid).sample
-        loss = (weight * (eps_pred - eps).pow(2).mean(dim=(1, 2, 3))).mean()
+        pred = unet(x_t, t, text, down_block_additional_residuals=down, mid_block_additional_residual=mid).sample
+        loss = (weight * (pred - target).pow(2).mean(dim=(1, 2, 3))).mean()
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
         _ema_update(ema, controlnet, min(cfg.ema_decay, (1 + step) / (10 + step)))
         losses.append(loss.item())
@@ -352,7 +386,8 @@ def train_controlnet(out: Path, arch: components.Architecture, cfg: TrainConfig,
 
 
 def export(out: Path, dest: Path, *, fp16: bool = True, scheduler: str = "dpm") -> Path:
-    """Write the trained parts as a `StableDiffusionPipeline` folder (and `controlnet-canny` beside it)."""
+    """Write the trained parts as a `StableDiffusionPipeline` folder (and `controlnet-canny` beside it), with the
+    noise schedule and prediction type of the run's `config.json`."""
     from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import PreTrainedTokenizerFast, T5EncoderModel
 
@@ -362,7 +397,7 @@ def export(out: Path, dest: Path, *, fp16: bool = True, scheduler: str = "dpm") 
         text_encoder=T5EncoderModel.from_pretrained(out / "text_encoder"),
         tokenizer=PreTrainedTokenizerFast.from_pretrained(out / "tokenizer"),
         unet=UNet2DConditionModel.from_pretrained(out / "unet"),
-        scheduler=components.build_scheduler(scheduler),
+        scheduler=_scheduler(scheduler, _run_config(out)),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     if fp16:  # the text encoder stays fp32: T5 keeps some layers in fp32, and it is small
         for part in (pipe.unet, pipe.vae):
@@ -381,6 +416,11 @@ def export(out: Path, dest: Path, *, fp16: bool = True, scheduler: str = "dpm") 
     return sd
 
 
+def _run_config(out: Path) -> TrainConfig:
+    saved = out / "config.json"
+    return _config(json.loads(saved.read_text())["train"] if saved.exists() else {}, [])
+
+
 def _config(saved: dict, overrides: list[str]) -> TrainConfig:
     """The run's TrainConfig: defaults, then what the run's config.json holds, then `FIELD=VALUE` overrides."""
     fields = [f.name for f in dataclasses.fields(TrainConfig)]
@@ -390,7 +430,11 @@ def _config(saved: dict, overrides: list[str]) -> TrainConfig:
         if not sep or name not in fields:
             raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(fields)}")
         default = getattr(TrainConfig, name)
-        if isinstance(default, tuple):
+        if isinstance(default, bool):
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"--set {item!r}: {name} is true or false")
+            values[name] = text.lower() in ("true", "1")
+        elif isinstance(default, tuple):
             values[name] = tuple(float(v) for v in text.split(","))
         else:
             values[name] = type(default)(float(text) if isinstance(default, int) else text)
