@@ -29,6 +29,15 @@ def test_vae_then_unet_then_controlnet_train_and_export(tmp_path):
     train._load_weights(unet, sd / "unet")
     saved = UNet2DConditionModel.from_pretrained(sd / "unet").state_dict()
     assert all(torch.equal(v, saved[k].float()) for k, v in unet.state_dict().items())
+    # A ControlNet can start from an exported one (at learning rate 0 it stays exactly that one).
+    (tmp_path / "controlnet.pt").unlink()
+    train.train_controlnet(tmp_path, components.SMOKE, dataclasses.replace(cfg, controlnet_lr=0.0), steps=1,
+                           init_from=tmp_path / "export" / "controlnet-canny")
+    from diffusers import ControlNetModel
+
+    exported = ControlNetModel.from_pretrained(tmp_path / "export" / "controlnet-canny").state_dict()
+    again = ControlNetModel.from_pretrained(tmp_path / "controlnet").state_dict()
+    assert all(torch.equal(v, exported[k].float()) for k, v in again.items())
     # A new run folder continues from it, taking the exported VAE along (here with attention grounding and a
     # v-prediction, zero-terminal-SNR schedule).
     changed = dataclasses.replace(cfg, grounding=0.1, prediction_type="v_prediction", zero_terminal_snr=True)

@@ -340,8 +340,10 @@ def snapshot(out: Path, arch: components.Architecture) -> int:
 
 
 def train_controlnet(out: Path, arch: components.Architecture, cfg: TrainConfig,
-                     steps: int | None = None) -> list[float]:
-    """A ControlNet on canny edge maps of the world, on top of the frozen UNet and text encoder."""
+                     steps: int | None = None, init_from: Path | None = None) -> list[float]:
+    """A ControlNet on canny edge maps of the world, on top of the frozen UNet and text encoder. `init_from`, a
+    ControlNet folder (such as the shipped `controlnet-canny`), gives the starting weights instead of the UNet's
+    encoder; a checkpoint in `out` still wins."""
     from diffusers import UNet2DConditionModel
     from transformers import T5EncoderModel
 
@@ -354,6 +356,8 @@ def train_controlnet(out: Path, arch: components.Architecture, cfg: TrainConfig,
     text_encoder = T5EncoderModel.from_pretrained(out / "text_encoder").to(device).eval().requires_grad_(False)
     unet = UNet2DConditionModel.from_pretrained(out / "unet").to(device).eval().requires_grad_(False)
     controlnet = components.build_controlnet(unet, arch).to(device)
+    if init_from is not None:
+        _load_weights(controlnet, init_from)
     ema = copy.deepcopy(controlnet).requires_grad_(False)
     opt = torch.optim.AdamW(controlnet.parameters(), lr=cfg.controlnet_lr)
     total = steps or cfg.controlnet_steps
@@ -451,7 +455,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (1 leaves a core free on a 2-core box)")
     parser.add_argument("--export-to", type=Path, default=None, help="write the pipeline folders here at the end")
     parser.add_argument("--init-from", type=Path, default=None,
-                        help="unet phase: start from this model folder's weights (e.g. the shipped model's)")
+                        help="start from these weights: for the unet phase a model folder (e.g. the shipped "
+                             "model's sd), for the controlnet phase a ControlNet folder (e.g. its controlnet-canny)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a TrainConfig field, e.g. --set lr=3e-4 --set category_weights=10,10,25,5,40,10;"
                              " kept in the run's config.json, so resuming the run needs no --set again")
@@ -471,7 +476,8 @@ def main(argv: list[str] | None = None) -> None:
         fn = {"vae": train_vae, "unet": train_unet, "decoder": train_decoder,
               "controlnet": train_controlnet}.get(phase)
         if fn is not None:
-            extra = {"init_from": args.init_from} if phase == "unet" else {}
+            # --init-from names one phase's weights: a model folder for unet, a ControlNet folder for controlnet
+            extra = {"init_from": args.init_from} if phase == "unet" or args.phase == "controlnet" else {}
             losses = fn(args.out, arch, cfg, args.steps, **extra)
             log.info("%s: %d steps, last loss %.4f", phase, len(losses), np.mean(losses[-50:]))
     if args.export_to is not None:
