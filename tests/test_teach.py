@@ -25,6 +25,7 @@ from imagegen_nb.teach import (
     samplers,
     schedules,
     seeds,
+    terminal_snr,
     tokens,
 )
 
@@ -214,3 +215,18 @@ def test_geneval_prompts_scores_and_published_bars():
     for container, name in zip(ax.containers[1:], ("SD 1.5", "SDXL")):
         assert [bar.get_height() for bar in container] == [geneval.PUBLISHED[name][c] for c in columns]
     assert geneval.PUBLISHED["SD 1.5"]["overall"] == 0.43 and geneval.PUBLISHED["SDXL"]["position"] == 0.15
+
+
+def test_terminal_snr_leak_tells_the_layout_only_under_sd15s_schedule(pipe):
+    leaks = terminal_snr.leak(draws=400)
+    sd15, zero = leaks["SD 1.5 schedule"], leaks["zero terminal SNR"]
+    assert sd15.alpha_bar == pytest.approx(0.0047, abs=1e-4) and zero.alpha_bar == 0.0
+    assert sd15.read_correctly > 0.85  # a faint copy of the picture in x_T gives its layout away
+    assert 0.4 < zero.read_correctly < 0.6  # pure noise: a coin toss
+    assert zero.x_T.shape == terminal_snr.encode(pipe, terminal_snr._default_picture()).shape
+    # the same noise under both: SD 1.5's scores are shifted by the picture's share, by over a standard deviation
+    assert np.mean(sd15.scores) > 1.2 * np.std(zero.scores) and abs(np.mean(zero.scores)) < 0.2 * np.std(zero.scores)
+    fig = terminal_snr.figure(draws=40)
+    assert len(fig.axes) == 6 and "of 40 draws" in fig.axes[2].get_title()
+    with pytest.raises(ValueError, match="draws"):
+        terminal_snr.leak(draws=0)

@@ -4,7 +4,8 @@ functions users call (`ig.generate`, `ig.trace`, ...) and the step records of `i
 Lessons: `tokens` (prompt -> tokens -> embeddings), `forward` (noising a picture), `schedules` (noise level over
 time), `reverse` (a trace step by step), `guidance` (classifier-free guidance), `samplers` (schedulers and step
 counts), `latent` (what the VAE keeps), `attention` (which word goes where), `seeds` (the starting noise),
-`inpaint` and `control` (the conditioned tasks), `geneval` (how the built-in model scores next to real models).
+`inpaint` and `control` (the conditioned tasks), `geneval` (how the built-in model scores next to real models),
+`terminal_snr` (what the last timestep of a schedule leaks of the picture).
 
 Figures are `matplotlib.figure.Figure` objects made without pyplot, so they work under any backend and never
 pop up windows; a notebook shows one when it is the cell's value.
@@ -21,7 +22,7 @@ import importlib
 from typing import Any
 
 LESSONS = ("tokens", "forward", "schedules", "reverse", "guidance", "samplers", "latent", "attention", "seeds",
-           "inpaint", "control", "geneval")
+           "inpaint", "control", "geneval", "terminal_snr")
 
 __all__ = list(LESSONS)
 
