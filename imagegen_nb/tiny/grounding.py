@@ -1,10 +1,10 @@
 """Attention grounding: a training loss that pulls each word's cross-attention onto the object the word names.
 
 The shapes world knows where every object of a caption is, so the built-in model can be told, during training,
-where "red" and "circle" should attend in "a red circle to the left of a blue square". Diffusion loss alone teaches
-which colours and shapes appear, and on which side; it is slow to teach which shape goes with which colour inside a
-relation (the model draws a red square and a blue circle instead). Two terms, both in [0, 1]
-(after TokenCompose, Wang et al. 2024):
+where "red" and "circle" should attend in "a red circle to the left of a blue square". Diffusion loss alone leaves
+the attention maps diffuse (a fifth of each pixel's attention on the object words, spread over both objects); this
+loss is a direct signal for which words belong to which object. Two terms, both in [0, 1] (after TokenCompose,
+Wang et al. 2024):
 
 - token: each object word's attention map (normalised over the picture) should fall inside its object;
 - binding: each object pixel should read more from its own object's words than from the other object's.
