@@ -230,3 +230,12 @@ def test_terminal_snr_leak_tells_the_layout_only_under_sd15s_schedule(pipe):
     assert len(fig.axes) == 6 and "of 40 draws" in fig.axes[2].get_title()
     with pytest.raises(ValueError, match="draws"):
         terminal_snr.leak(draws=0)
+
+
+def test_the_built_in_model_reads_the_layout_from_x_T():
+    shares = terminal_snr.follows(32)
+    # trained on SD 1.5's schedule: it follows the residue in x_T, whichever way round it is
+    assert shares["picture residue"] > shares["mirror residue"] + 0.25
+    assert all(0 <= v <= 1 for v in shares.values())
+    with pytest.raises(ValueError, match="positive integer"):
+        terminal_snr.follows(0)

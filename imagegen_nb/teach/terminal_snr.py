@@ -8,6 +8,7 @@ model trained on this schedule learns to read the layout from x_T instead of dec
 sampling time x_T is pure noise, so the noise decides which object goes where. Rescaling the schedule to zero
 terminal SNR (Lin et al. 2024, "Common Diffusion Noise Schedules and Sample Steps are Flawed") closes the leak;
 it needs v-prediction, since predicting the noise says nothing about the picture when x_t is all noise.
+`follows` measures whether a model reads the layout from x_T.
 
 >>> from imagegen_nb.teach import terminal_snr
 >>> leaks = terminal_snr.leak(draws=50)
@@ -22,7 +23,7 @@ from typing import Any
 
 from ._common import decode, encode, new_figure, pipeline, show_image, to_rgb
 
-__all__ = ["Leak", "figure", "leak"]
+__all__ = ["Leak", "figure", "follows", "leak"]
 
 
 @dataclass
@@ -83,6 +84,57 @@ def leak(image=None, *, draws: int = 200, seed: int = 0, model=None) -> dict[str
         middle = ab**0.5 * float(((x0 + mirror) / 2).flatten() @ direction)
         scores = x_T.flatten(1) @ direction - middle
         out[name] = Leak(name, ab, x_T[:1].clone(), (scores > 0).float().mean().item(), scores.numpy())
+    return out
+
+
+def follows(n: int = 64, *, seed: int = 0, model=None) -> dict[str, float]:
+    """Does the model decide where things go from the prompt, or read it from x_T? For `n` left/right position
+    captions of the shapes world, the share of the model's first predictions of x0 (at its last training timestep)
+    that are closer to the caption's picture than to its mirror image, when x_T holds the residue of the caption's
+    picture, of its mirror image, or nothing (pure noise, as at sampling time). A model that reads the residue follows
+    it (high, low); one that decides from the prompt stays high in all three.
+
+    >>> from imagegen_nb.teach import terminal_snr
+    >>> shares = terminal_snr.follows(4)
+    >>> sorted(shares)
+    ['mirror residue', 'picture residue', 'pure noise']
+    """
+    import random
+
+    import torch
+
+    from ..steps import predict_x0
+    from ..tiny import world
+
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive integer, not {n!r}")
+    pipe, family = pipeline(model)
+    unet, scheduler = getattr(pipe, "unet", None), pipe.scheduler
+    if unet is None or not hasattr(scheduler, "alphas_cumprod"):
+        raise ValueError(f"{family.name} models are not UNets on a VP schedule; this measure is for the built-in "
+                         "model (and SD 1.5-like models)")
+    rng = random.Random(seed)
+    scenes = []
+    while len(scenes) < n:
+        scene = world.sample_scene(rng=rng, category="position")
+        if scene.relation in ("left of", "right of"):
+            scenes.append(scene)
+    captions = [world.caption(s) for s in scenes]
+    x0 = torch.cat([encode(pipe, world.render(s)) for s in scenes])
+    mirror = torch.cat([encode(pipe, world.render(world.flip_horizontal(s))) for s in scenes])
+    param = next(unet.parameters())
+    with torch.no_grad():
+        text, _ = pipe.encode_prompt(captions, param.device, 1, False)
+        t = scheduler.config.num_train_timesteps - 1
+        ab = float(scheduler.alphas_cumprod[t])
+        eps = torch.randn(x0.shape, generator=torch.Generator("cpu").manual_seed(seed))
+        out = {}
+        for name, residue in (("picture residue", x0), ("mirror residue", mirror), ("pure noise", 0 * x0)):
+            x_t = ab**0.5 * residue + (1 - ab) ** 0.5 * eps
+            pred = unet(x_t.to(param), t, encoder_hidden_states=text.to(param)).sample
+            x0_pred = predict_x0(scheduler, pred, x_t.to(param), t).float().cpu()
+            closer = (x0_pred - x0).pow(2).mean((1, 2, 3)) < (x0_pred - mirror).pow(2).mean((1, 2, 3))
+            out[name] = closer.float().mean().item()
     return out
 
 
