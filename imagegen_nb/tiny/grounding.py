@@ -52,12 +52,7 @@ def object_masks(scene: world.Scene) -> np.ndarray:
     masks = []
     for s in scene.shapes:
         image = Image.new("L", (world.SIZE, world.SIZE), 0)
-        draw = ImageDraw.Draw(image)
-        poly = world._polygon(s)
-        if poly is None:
-            draw.ellipse([s.x - s.r, s.y - s.r, s.x + s.r, s.y + s.r], fill=255)
-        else:
-            draw.polygon(poly, fill=255)
+        world.draw_shape(ImageDraw.Draw(image), s, 255)
         masks.append(np.asarray(image, dtype=np.float32) / 255.0)
     return np.stack(masks)
 
@@ -111,12 +106,15 @@ def loss(store: Store, words, masks):
     has = words.sum(-1) > 0  # (n, 2): object j is named
     if not has.any():
         return words.new_zeros(())
+    named = has.all(-1, keepdim=True) & has  # binding needs two named objects
+    pooled: dict[int, torch.Tensor] = {}  # layers of one resolution share the pooled masks
     terms = []
     for probs, heads in store.layers:
         bh, hw, k = probs.shape
         a = probs.reshape(n, heads, hw, k).mean(1)  # (n, hw, tokens), averaged over heads
-        side = int(round(hw**0.5))
-        m = F.adaptive_avg_pool2d(masks, side).reshape(n, 2, hw)  # share of each cell inside each object
+        if hw not in pooled:  # the share of each cell inside each object
+            pooled[hw] = F.adaptive_avg_pool2d(masks, int(round(hw**0.5))).reshape(n, 2, hw)
+        m = pooled[hw]
         per_object = torch.einsum("npk,njk->njp", a, words[:, :, :k])  # (n, 2, hw) attention on object j's words
         # token: the share of object j's words' attention that falls inside object j
         spread = per_object / per_object.sum(-1, keepdim=True).clamp_min(1e-8)
@@ -125,7 +123,6 @@ def loss(store: Store, words, masks):
         both = per_object.sum(1, keepdim=True).clamp_min(1e-8)
         own = per_object / both
         inside = m.sum(-1).clamp_min(1e-8)
-        named = has.all(-1, keepdim=True) & has  # binding needs two named objects
         binding = 1 - (own * m).sum(-1) / inside
         term = (token * has).sum() / has.sum() + (binding * named).sum() / named.sum().clamp_min(1)
         terms.append(term / 2)

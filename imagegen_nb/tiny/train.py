@@ -420,9 +420,10 @@ def export(out: Path, dest: Path, *, fp16: bool = True, scheduler: str = "dpm") 
     return sd
 
 
-def _run_config(out: Path) -> TrainConfig:
+def _run_config(out: Path, overrides: list[str] = ()) -> TrainConfig:
+    """The TrainConfig of the run in `out` (its config.json, if any), with `FIELD=VALUE` overrides."""
     saved = out / "config.json"
-    return _config(json.loads(saved.read_text())["train"] if saved.exists() else {}, [])
+    return _config(json.loads(saved.read_text())["train"] if saved.exists() else {}, list(overrides))
 
 
 def _config(saved: dict, overrides: list[str]) -> TrainConfig:
@@ -464,10 +465,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO)
     torch.set_num_threads(args.threads)
     arch = components.SMOKE if args.arch == "smoke" else components.Architecture()
-    saved = args.out / "config.json"
-    cfg = _config(json.loads(saved.read_text())["train"] if saved.exists() else {}, args.set)
+    cfg = _run_config(args.out, args.set)
     args.out.mkdir(parents=True, exist_ok=True)
-    saved.write_text(json.dumps({"arch": asdict(arch), "train": asdict(cfg)}, indent=2))
+    (args.out / "config.json").write_text(json.dumps({"arch": asdict(arch), "train": asdict(cfg)}, indent=2))
     started = time.time()
     phases = ["vae", "unet", "controlnet"] if args.phase == "all" else [args.phase]
     if args.phase == "snapshot":

@@ -240,17 +240,21 @@ def _polygon(s: Shape) -> list[tuple[float, float]] | None:
     return None
 
 
+def draw_shape(draw: ImageDraw.ImageDraw, s: Shape, fill) -> None:
+    """Draw one shape with `fill` (a colour of the image's mode) on a PIL drawing, as `render` does."""
+    poly = _polygon(s)
+    if poly is None:
+        draw.ellipse([s.x - s.r, s.y - s.r, s.x + s.r, s.y + s.r], fill=fill)
+    else:
+        draw.polygon(poly, fill=fill)
+
+
 def render(scene: Scene) -> Image.Image:
     """Draw a scene as a 64x64 RGB picture (no anti-aliasing: flat colours with crisp edges)."""
     image = Image.new("RGB", (SIZE, SIZE), BACKGROUNDS[scene.background])
     draw = ImageDraw.Draw(image)
     for s in scene.shapes:
-        fill = COLORS[s.color]
-        poly = _polygon(s)
-        if poly is None:
-            draw.ellipse([s.x - s.r, s.y - s.r, s.x + s.r, s.y + s.r], fill=fill)
-        else:
-            draw.polygon(poly, fill=fill)
+        draw_shape(draw, s, COLORS[s.color])
     return image
 
 
