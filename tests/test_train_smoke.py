@@ -59,6 +59,37 @@ def test_a_model_folder_of_another_architecture_is_refused(tmp_path):
         train._load_weights(components.build_unet(), tmp_path / "unet")
 
 
+def test_a_unet_without_text_film_grows_into_one_that_starts_silent(tmp_path):
+    plain_arch = dataclasses.replace(components.SMOKE, text_film=False)
+    plain, film = components.build_unet(plain_arch), components.build_unet(components.SMOKE)
+    assert film.config.resnet_time_scale_shift == "scale_shift" and film.config.addition_embed_type == "text"
+    assert plain.config.resnet_time_scale_shift == "default" and plain.config.addition_embed_type is None
+    plain.save_pretrained(tmp_path / "unet")
+    train._load_weights(film, tmp_path / "unet")
+    old, new = plain.state_dict(), film.state_dict()
+    key = next(k for k in old if k.endswith("time_emb_proj.weight"))
+    half = old[key].shape[0]
+    assert new[key].shape[0] == 2 * half
+    assert torch.equal(new[key][:half], torch.zeros_like(old[key])) and torch.equal(new[key][half:], old[key])
+    assert all(torch.equal(new[k], old[k]) for k in old if ".time_emb_proj." not in k)  # everything else as it was
+    with torch.no_grad():  # the pooled prompt adds nothing yet: a grafted model starts from what the old one knew
+        assert film.add_embedding(torch.randn(2, 5, components.SMOKE.text_width)).abs().max() == 0
+    old_cn = components.build_controlnet(plain, plain_arch)
+    old_cn.save_pretrained(tmp_path / "controlnet")
+    cn = components.build_controlnet(film, components.SMOKE)
+    train._load_weights(cn, tmp_path / "controlnet")  # a ControlNet grows the same way
+    assert cn.add_embedding.pool.num_heads == film.add_embedding.pool.num_heads  # and pools the prompt as its UNet
+    key = "controlnet_mid_block.weight"
+    assert torch.equal(cn.state_dict()[key], old_cn.state_dict()[key])
+
+
+def test_a_resumed_run_keeps_its_architecture(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"arch": dataclasses.asdict(components.SMOKE)}))
+    assert train._run_arch(tmp_path, None) == components.SMOKE
+    assert train._run_arch(tmp_path, "film") == components.ARCHITECTURES["film"]
+    assert train._run_arch(tmp_path / "new", None) == components.Architecture()
+
+
 def test_training_resumes_exactly_where_it_stopped(tmp_path):
     cfg = train.TrainConfig(vae_batch=4, checkpoint_every=5)
     straight = train.train_vae(tmp_path / "a", components.SMOKE, cfg, steps=8)
@@ -87,6 +118,8 @@ def test_high_noise_share_draws_timesteps_from_the_noisier_half():
     assert torch.equal(uniform, plain)  # no share: the same draws as before the option existed
     assert 0.45 < (uniform >= 500).float().mean() < 0.55
     assert noisy.min() >= 500 and noisy.max() <= 999
+    _, _, last, _ = train._noised(scheduler, latents, torch.Generator().manual_seed(0), 5.0, 1.0, high_noise_from=960)
+    assert last.min() >= 960 and last.max() <= 999 and len(last.unique()) == 40  # every one of the last 40
 
 
 def test_zero_terminal_snr_schedule_ends_in_pure_noise_and_trains_v():

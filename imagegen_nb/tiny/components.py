@@ -30,12 +30,19 @@ class Architecture:
     unet_channels: tuple[int, ...] = (48, 96, 128)
     unet_layers_per_block: int = 1
     unet_head_dim: int = 32
+    # The prompt, pooled, scales and shifts every ResNet block's features (FiLM, through the timestep embedding;
+    # the shipped model has none: `train --arch film`).
+    # Cross-attention alone adds the prompt's words to features; "red goes left" needs the prompt to multiply a
+    # feature that knows where it is (from the border's zero padding), and from pure noise a UNet without FiLM does
+    # not learn that (benchmarks/position_capacity.py).
+    text_film: bool = False
     controlnet_embedding_channels: tuple[int, ...] = (16, 32, 64)  # 3 entries: downsample 4x like the VAE
     norm_groups: int = 4  # UNet GroupNorm groups: 12 to 32 channels per group (see vae_norm_groups)
 
 
-SMOKE = Architecture(text_width=32, text_layers=1, text_heads=2, unet_channels=(16, 32, 32),
+SMOKE = Architecture(text_width=32, text_layers=1, text_heads=2, unet_channels=(16, 32, 32), text_film=True,
                      unet_head_dim=8, controlnet_embedding_channels=(8, 16, 16), norm_groups=8)
+ARCHITECTURES = {"default": Architecture(), "film": Architecture(text_film=True), "smoke": SMOKE}
 
 
 def build_tokenizer(folder: str | Path, arch: Architecture = Architecture()):
@@ -93,13 +100,22 @@ def build_unet(arch: Architecture = Architecture()):
         down_block_types=down, up_block_types=up, block_out_channels=arch.unet_channels,
         layers_per_block=arch.unet_layers_per_block, cross_attention_dim=arch.text_width,
         attention_head_dim=[max(1, c // arch.unet_head_dim) for c in arch.unet_channels],
-        norm_num_groups=arch.norm_groups)
+        norm_num_groups=arch.norm_groups,
+        **(dict(addition_embed_type="text", addition_embed_type_num_heads=arch.text_heads,
+                resnet_time_scale_shift="scale_shift") if arch.text_film else {}))
 
 
 def build_controlnet(unet, arch: Architecture = Architecture()):
     from diffusers import ControlNetModel
 
-    return ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=arch.controlnet_embedding_channels)
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=arch.controlnet_embedding_channels)
+    heads = unet.config.addition_embed_type_num_heads
+    if unet.config.addition_embed_type == "text" and controlnet.config.addition_embed_type_num_heads != heads:
+        # from_unet leaves the pooled-text heads at their default; the ControlNet must pool the prompt as its UNet
+        copy = ControlNetModel.from_config(controlnet.config, addition_embed_type_num_heads=heads)
+        copy.load_state_dict(controlnet.state_dict())
+        controlnet = copy
+    return controlnet
 
 
 def build_scheduler(kind: str = "ddpm", *, prediction_type: str = "epsilon", zero_terminal_snr: bool = False):

@@ -51,7 +51,8 @@ class TrainConfig:
     lr_final: float = 0.1  # the learning rate falls along a cosine to this share of `lr` by the last step
     category_weights: tuple[float, ...] = world.CATEGORY_WEIGHTS  # how often each GenEval category is drawn
     data_seed: int = 0  # added to each step's batch seed: a continued run sees pictures the first run did not
-    high_noise: float = 0.0  # share of timesteps drawn from the noisier half, where layout and binding are decided
+    high_noise: float = 0.0  # share of timesteps drawn from high_noise_from up, where layout and binding are decided
+    high_noise_from: int = 500  # 500: the noisier half; ~960 on a zero-SNR schedule: where x_t shows no layout
     grounding: float = 0.0  # weight of the attention-grounding loss (tiny.grounding): words attend to their objects
     prediction_type: str = "epsilon"  # what the UNet predicts: "epsilon" (the noise) or "v_prediction"
     zero_terminal_snr: bool = False  # the last timestep is pure noise (components.build_scheduler); needs v
@@ -176,6 +177,20 @@ def train_decoder(out: Path, arch: components.Architecture, cfg: TrainConfig, st
     return losses
 
 
+def _add_film(state: dict, own: dict) -> dict:
+    """A UNet's (or ControlNet's) weights without text FiLM (components.Architecture.text_film), fitted to one with
+    it: every ResNet's timestep projection gets a scale half of zeros (its shift half is the old projection), and
+    the new pooled-text embedding starts silent. Not the same function: the timestep now shifts features after
+    their normalisation instead of before it, which a few hundred steps of training make up for."""
+    state = dict(state)
+    for key, value in own.items():
+        if ".time_emb_proj." in key and key in state and state[key].shape[0] * 2 == value.shape[0]:
+            state[key] = torch.cat([torch.zeros_like(state[key]), state[key]])
+        elif key.startswith("add_embedding."):
+            state[key] = torch.zeros_like(value) if key == "add_embedding.norm2.weight" else value
+    return state
+
+
 def _load_weights(model: torch.nn.Module, folder: Path) -> None:
     """Copy the weights of a saved model folder (any dtype) into `model`, which must have the same shapes."""
     from safetensors.torch import load_file
@@ -183,6 +198,8 @@ def _load_weights(model: torch.nn.Module, folder: Path) -> None:
     (file,) = folder.glob("*.safetensors")
     state = {k: v.float() for k, v in load_file(file).items()}
     own = model.state_dict()
+    if "add_embedding.norm2.weight" in own and not any(k.startswith("add_embedding.") for k in state):
+        state = _add_film(state, own)
     # T5 saves its tied input embedding once, as `shared`
     missing = [k for k in own if k not in state and not k.endswith("embed_tokens.weight")]
     wrong = [k for k in state if k not in own or own[k].shape != state[k].shape]
@@ -216,10 +233,12 @@ def _latents(vae, images: np.ndarray, device) -> torch.Tensor:
     return vae.encode(_images_to_tensor(images, device)).latent_dist.mean * vae.config.scaling_factor
 
 
-def _noised(scheduler, latents: torch.Tensor, gen: torch.Generator, min_snr: float, high_noise: float = 0.0):
+def _noised(scheduler, latents: torch.Tensor, gen: torch.Generator, min_snr: float, high_noise: float = 0.0,
+            high_noise_from: int = 500):
     """x_t, the regression target (the noise eps, or v for a v-prediction schedule), the timesteps, and min-SNR-gamma
-    loss weights for random timesteps; a share `high_noise` of them comes from the noisier half only (which object
-    goes where is settled there, in the first sampling steps).
+    loss weights for random timesteps; a share `high_noise` of them comes from `high_noise_from` up only (which
+    object goes where is settled there, in the first sampling steps; on a zero-terminal-SNR schedule only the last
+    few dozen timesteps leave x_t with no trace of the layout, and only there must the prompt alone decide it).
 
     Min-SNR-gamma weights each timestep's error on x0 by min(SNR, gamma). For v the weight is taken on SNR + 1
     instead, min(SNR + 1, gamma) / (SNR + 1): with a zero-terminal-SNR schedule SNR is 0 at the last timestep,
@@ -228,7 +247,8 @@ def _noised(scheduler, latents: torch.Tensor, gen: torch.Generator, min_snr: flo
     n, steps = latents.shape[0], scheduler.config.num_train_timesteps
     t = torch.randint(0, steps, (n,), generator=gen)
     if high_noise > 0:  # (no extra draw otherwise: runs without it stay reproducible)
-        t = torch.where(torch.rand(n, generator=gen) < high_noise, steps // 2 + t // 2, t)
+        late = high_noise_from + t * (steps - high_noise_from) // steps
+        t = torch.where(torch.rand(n, generator=gen) < high_noise, late, t)
     t = t.to(latents.device)
     eps = torch.randn(latents.shape, generator=gen).to(latents.device)
     x_t = scheduler.add_noise(latents, eps, t)
@@ -291,7 +311,7 @@ def train_unet(out: Path, arch: components.Architecture, cfg: TrainConfig, steps
         captions = _drop_captions(captions, gen, cfg.empty_caption)
         with torch.no_grad():
             latents = _latents(vae, images, device)
-        x_t, target, t, weight = _noised(scheduler, latents, gen, cfg.min_snr, cfg.high_noise)
+        x_t, target, t, weight = _noised(scheduler, latents, gen, cfg.min_snr, cfg.high_noise, cfg.high_noise_from)
         pred = unet(x_t, t, _encode_text(tokenizer, text_encoder, captions, device)).sample
         loss = (weight * (pred - target).pow(2).mean(dim=(1, 2, 3))).mean()
         if store is not None:
@@ -357,7 +377,14 @@ def train_controlnet(out: Path, arch: components.Architecture, cfg: TrainConfig,
     unet = UNet2DConditionModel.from_pretrained(out / "unet").to(device).eval().requires_grad_(False)
     controlnet = components.build_controlnet(unet, arch).to(device)
     if init_from is not None:
+        from safetensors import safe_open
+
+        with safe_open(str(next(init_from.glob("*.safetensors"))), "pt") as f:
+            before_film = not any(k.startswith("add_embedding.") for k in f.keys())
         _load_weights(controlnet, init_from)
+        if before_film and getattr(controlnet, "add_embedding", None) is not None:
+            # a ControlNet from before text FiLM takes the pooled prompt as its UNet learned to, as from_unet does
+            controlnet.add_embedding.load_state_dict(unet.add_embedding.state_dict())
     ema = copy.deepcopy(controlnet).requires_grad_(False)
     opt = torch.optim.AdamW(controlnet.parameters(), lr=cfg.controlnet_lr)
     total = steps or cfg.controlnet_steps
@@ -426,6 +453,18 @@ def _run_config(out: Path, overrides: list[str] = ()) -> TrainConfig:
     return _config(json.loads(saved.read_text())["train"] if saved.exists() else {}, list(overrides))
 
 
+def _run_arch(out: Path, name: str | None) -> components.Architecture:
+    """The architecture named on the command line, else the one the run in `out` was started with, else the
+    default: a resumed run keeps its shapes without naming them again."""
+    saved = out / "config.json"
+    if name is not None or not saved.exists():
+        return components.ARCHITECTURES[name or "default"]
+    fields = {f.name for f in dataclasses.fields(components.Architecture)}
+    arch = json.loads(saved.read_text()).get("arch", {})
+    return components.Architecture(**{k: tuple(v) if isinstance(v, list) else v for k, v in arch.items()
+                                      if k in fields})
+
+
 def _config(saved: dict, overrides: list[str]) -> TrainConfig:
     """The run's TrainConfig: defaults, then what the run's config.json holds, then `FIELD=VALUE` overrides."""
     fields = [f.name for f in dataclasses.fields(TrainConfig)]
@@ -452,7 +491,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--phase", choices=phases, default="all")
     parser.add_argument("--out", type=Path, default=Path("runs/tiny"), help="checkpoints and trained parts")
     parser.add_argument("--steps", type=int, default=None, help="override the phase's step count")
-    parser.add_argument("--arch", choices=["default", "smoke"], default="default")
+    parser.add_argument("--arch", choices=list(components.ARCHITECTURES), default=None,
+                        help="default: the shipped model's; film: with text FiLM (components.Architecture.text_film); "
+                             "smoke: a tiny one for trying the script (a resumed run keeps its own)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (1 leaves a core free on a 2-core box)")
     parser.add_argument("--export-to", type=Path, default=None, help="write the pipeline folders here at the end")
     parser.add_argument("--init-from", type=Path, default=None,
@@ -464,7 +505,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     torch.set_num_threads(args.threads)
-    arch = components.SMOKE if args.arch == "smoke" else components.Architecture()
+    arch = _run_arch(args.out, args.arch)
     cfg = _run_config(args.out, args.set)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "config.json").write_text(json.dumps({"arch": asdict(arch), "train": asdict(cfg)}, indent=2))
