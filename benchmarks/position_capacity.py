@@ -16,7 +16,6 @@ depends only on the place (always left). About a minute per variant on 2 CPU cor
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 
 
@@ -26,8 +25,7 @@ def run(film: bool, target_kind: str, steps: int, text, seed: int = 0) -> tuple[
     from imagegen_nb.tiny import components
 
     torch.manual_seed(seed)
-    arch = dataclasses.replace(components.Architecture(), text_film=film)
-    unet = components.build_unet(arch)
+    unet = components.build_unet(components.ARCHITECTURES["film" if film else "default"])
     h = unet.config.sample_size
     target = torch.zeros(2, 4, h, h)
     if target_kind == "prompt x place":

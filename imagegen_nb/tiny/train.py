@@ -191,14 +191,16 @@ def _add_film(state: dict, own: dict) -> dict:
     return state
 
 
-def _load_weights(model: torch.nn.Module, folder: Path) -> None:
-    """Copy the weights of a saved model folder (any dtype) into `model`, which must have the same shapes."""
+def _load_weights(model: torch.nn.Module, folder: Path) -> bool:
+    """Copy the weights of a saved model folder (any dtype) into `model`, which must have the same shapes, or be
+    the same model with text FiLM added (see _add_film; then True is returned)."""
     from safetensors.torch import load_file
 
     (file,) = folder.glob("*.safetensors")
     state = {k: v.float() for k, v in load_file(file).items()}
     own = model.state_dict()
-    if "add_embedding.norm2.weight" in own and not any(k.startswith("add_embedding.") for k in state):
+    grown = "add_embedding.norm2.weight" in own and not any(k.startswith("add_embedding.") for k in state)
+    if grown:
         state = _add_film(state, own)
     # T5 saves its tied input embedding once, as `shared`
     missing = [k for k in own if k not in state and not k.endswith("embed_tokens.weight")]
@@ -208,6 +210,7 @@ def _load_weights(model: torch.nn.Module, folder: Path) -> None:
                          f"(e.g. {missing[:2]}), {len(wrong)} unexpected or of another shape (e.g. {wrong[:2]}); "
                          "start from a folder trained with the same components.Architecture")
     model.load_state_dict(state, strict=False)
+    return grown
 
 
 def _load_vae(out: Path):
@@ -376,15 +379,9 @@ def train_controlnet(out: Path, arch: components.Architecture, cfg: TrainConfig,
     text_encoder = T5EncoderModel.from_pretrained(out / "text_encoder").to(device).eval().requires_grad_(False)
     unet = UNet2DConditionModel.from_pretrained(out / "unet").to(device).eval().requires_grad_(False)
     controlnet = components.build_controlnet(unet, arch).to(device)
-    if init_from is not None:
-        from safetensors import safe_open
-
-        with safe_open(str(next(init_from.glob("*.safetensors"))), "pt") as f:
-            before_film = not any(k.startswith("add_embedding.") for k in f.keys())
-        _load_weights(controlnet, init_from)
-        if before_film and getattr(controlnet, "add_embedding", None) is not None:
-            # a ControlNet from before text FiLM takes the pooled prompt as its UNet learned to, as from_unet does
-            controlnet.add_embedding.load_state_dict(unet.add_embedding.state_dict())
+    if init_from is not None and _load_weights(controlnet, init_from):
+        # a ControlNet from before text FiLM takes the pooled prompt as its UNet learned to, as from_unet does
+        controlnet.add_embedding.load_state_dict(unet.add_embedding.state_dict())
     ema = copy.deepcopy(controlnet).requires_grad_(False)
     opt = torch.optim.AdamW(controlnet.parameters(), lr=cfg.controlnet_lr)
     total = steps or cfg.controlnet_steps
@@ -447,28 +444,36 @@ def export(out: Path, dest: Path, *, fp16: bool = True, scheduler: str = "dpm") 
     return sd
 
 
+def _saved(out: Path, part: str) -> dict:
+    """One part ("arch" or "train") of the run in `out`'s config.json; empty for a new run."""
+    saved = out / "config.json"
+    return json.loads(saved.read_text()).get(part, {}) if saved.exists() else {}
+
+
+def _fields(cls, saved: dict) -> dict:
+    """The entries of `saved` that are fields of the dataclass `cls`, JSON's lists back as tuples."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in names}
+
+
 def _run_config(out: Path, overrides: list[str] = ()) -> TrainConfig:
     """The TrainConfig of the run in `out` (its config.json, if any), with `FIELD=VALUE` overrides."""
-    saved = out / "config.json"
-    return _config(json.loads(saved.read_text())["train"] if saved.exists() else {}, list(overrides))
+    return _config(_saved(out, "train"), list(overrides))
 
 
 def _run_arch(out: Path, name: str | None) -> components.Architecture:
     """The architecture named on the command line, else the one the run in `out` was started with, else the
     default: a resumed run keeps its shapes without naming them again."""
-    saved = out / "config.json"
-    if name is not None or not saved.exists():
+    saved = _saved(out, "arch")
+    if name is not None or not saved:
         return components.ARCHITECTURES[name or "default"]
-    fields = {f.name for f in dataclasses.fields(components.Architecture)}
-    arch = json.loads(saved.read_text()).get("arch", {})
-    return components.Architecture(**{k: tuple(v) if isinstance(v, list) else v for k, v in arch.items()
-                                      if k in fields})
+    return components.Architecture(**_fields(components.Architecture, saved))
 
 
 def _config(saved: dict, overrides: list[str]) -> TrainConfig:
     """The run's TrainConfig: defaults, then what the run's config.json holds, then `FIELD=VALUE` overrides."""
     fields = [f.name for f in dataclasses.fields(TrainConfig)]
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in fields}
+    values = _fields(TrainConfig, saved)
     for item in overrides:
         name, sep, text = item.partition("=")
         if not sep or name not in fields:
