@@ -12,11 +12,10 @@ depends only on the place (always left). About a minute per variant on 2 CPU cor
 
 `--part pictures` asks the same of real pictures: a fresh text-FiLM UNet and text encoder learn, again at the last
 timestep only, to predict the world's position pictures (x0, as v-prediction does there) from their captions, for
-one colour pair ("a red circle to the left/right of a blue square"), for the same two named in either order, and
-for every pair the world draws. Printed:
-how far the predictions for a caption and for its left/right swap point the way the picture and its mirror differ
-(cosine: 0 when the prompt does not decide the side; about 0.5 when it does, as one picture is a noisy stand-in for
-the average the model learns). About three minutes per variant on 2 CPU cores.
+one colour pair ("a red circle to the left/right of a blue square"), for the same two named in either order, and for
+every pair the world draws. Printed: how far the predictions for a caption and for its left/right swap point the way
+the picture and its mirror differ (cosine: 0 when the prompt does not decide the side; about 0.5 when it does, as
+one picture is a noisy stand-in for the average the model learns). About three minutes per variant on 2 CPU cores.
 
     python benchmarks/position_capacity.py [--steps 300] [--threads 2] [--part halves|pictures|all]
 """
@@ -27,7 +26,7 @@ import argparse
 import time
 
 
-def run(film: bool, target_kind: str, steps: int, text, seed: int = 0) -> tuple[float, float, float]:
+def run_halves(film: bool, target_kind: str, steps: int, text, seed: int = 0) -> tuple[float, float, float]:
     import torch
 
     from imagegen_nb.tiny import components
@@ -57,6 +56,27 @@ def run(film: bool, target_kind: str, steps: int, text, seed: int = 0) -> tuple[
         loss = (out - target[which]).pow(2).mean().item()
         contrast = out[..., : h // 2].mean((1, 2, 3)) - out[..., h // 2 :].mean((1, 2, 3))
     return loss, contrast[0::2].mean().item(), contrast[1::2].mean().item()
+
+
+def halves(steps: int, threads: int) -> None:
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    from imagegen_nb.tiny import model_path
+
+    pipe = StableDiffusionPipeline.from_pretrained(model_path())
+    prompts = ["a red circle to the left of a blue square", "a red circle to the right of a blue square"]
+    with torch.no_grad():
+        text, _ = pipe.encode_prompt(prompts, "cpu", 1, False)
+    print(f"fresh UNets, {steps} steps at the last timestep (pure noise in), {threads} threads")
+    print(f"{'UNet':<16}{'target':<16}{'loss':>8}{'left prompt':>14}{'right prompt':>14}{'seconds':>9}")
+    for film in (False, True):
+        for kind in ("prompt x place", "prompt only", "place only"):
+            start = time.perf_counter()
+            loss, left, right = run_halves(film, kind, steps, text)
+            name = "text FiLM" if film else "no FiLM"
+            print(f"{name:<16}{kind:<16}{loss:>8.3f}{left:>+14.2f}{right:>+14.2f}{time.perf_counter() - start:>9.0f}")
+    print("solved: loss near 0; for 'prompt x place' the contrast is +1 for the left prompt and -1 for the right")
 
 
 # a red circle named first and a blue square second; the same two, either named first; every pair of the world
@@ -133,6 +153,16 @@ def run_pictures(pairs: str, steps: int, seed: int = 0) -> tuple[float, float]:
     return float(np.mean(losses[-50:])), cos.mean().item()
 
 
+def pictures(steps: int) -> None:
+    print(f"\nfresh text-FiLM UNet and text encoder, {steps} steps on position pictures at the last timestep")
+    print(f"{'colour pairs':<16}{'loss':>8}{'cosine':>9}{'seconds':>9}")
+    for pairs in PAIRS:
+        start = time.perf_counter()
+        loss, cos = run_pictures(pairs, steps)
+        print(f"{pairs:<16}{loss:>8.3f}{cos:>+9.2f}{time.perf_counter() - start:>9.0f}")
+    print("cosine: how far caption vs swapped caption predicts the picture vs its mirror; 0 = the side is not learned")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=300)
@@ -146,35 +176,8 @@ def main() -> None:
     if args.part in ("halves", "all"):
         halves(args.steps, args.threads)
     if args.part in ("pictures", "all"):
-        print(f"\nfresh text-FiLM UNet and text encoder, {args.steps} steps on position pictures at the last timestep")
-        print(f"{'colour pairs':<16}{'loss':>8}{'cosine':>9}{'seconds':>9}")
-        for pairs in PAIRS:
-            start = time.perf_counter()
-            loss, cos = run_pictures(pairs, args.steps)
-            print(f"{pairs:<16}{loss:>8.3f}{cos:>+9.2f}{time.perf_counter() - start:>9.0f}")
-        print("cosine: how far caption vs swapped caption predicts the picture vs its mirror; 0 = the side is not "
-              "learned")
+        pictures(args.steps)
 
-
-def halves(steps: int, threads: int) -> None:
-    import torch
-    from diffusers import StableDiffusionPipeline
-
-    from imagegen_nb.tiny import model_path
-
-    pipe = StableDiffusionPipeline.from_pretrained(model_path())
-    prompts = ["a red circle to the left of a blue square", "a red circle to the right of a blue square"]
-    with torch.no_grad():
-        text, _ = pipe.encode_prompt(prompts, "cpu", 1, False)
-    print(f"fresh UNets, {steps} steps at the last timestep (pure noise in), {threads} threads")
-    print(f"{'UNet':<16}{'target':<16}{'loss':>8}{'left prompt':>14}{'right prompt':>14}{'seconds':>9}")
-    for film in (False, True):
-        for kind in ("prompt x place", "prompt only", "place only"):
-            start = time.perf_counter()
-            loss, left, right = run(film, kind, steps, text)
-            name = "text FiLM" if film else "no FiLM"
-            print(f"{name:<16}{kind:<16}{loss:>8.3f}{left:>+14.2f}{right:>+14.2f}{time.perf_counter() - start:>9.0f}")
-    print("solved: loss near 0; for 'prompt x place' the contrast is +1 for the left prompt and -1 for the right")
 
 if __name__ == "__main__":
     main()
