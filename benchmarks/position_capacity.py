@@ -13,9 +13,11 @@ depends only on the place (always left). About a minute per variant on 2 CPU cor
 `--part pictures` asks the same of real pictures: a fresh text-FiLM UNet and text encoder learn, again at the last
 timestep only, to predict the world's position pictures (x0, as v-prediction does there) from their captions, for
 one colour pair ("a red circle to the left/right of a blue square"), for the same two named in either order, and for
-every pair the world draws. Printed: how far the predictions for a caption and for its left/right swap point the way
-the picture and its mirror differ (cosine: 0 when the prompt does not decide the side; about 0.5 when it does, as
-one picture is a noisy stand-in for the average the model learns). About three minutes per variant on 2 CPU cores.
+every pair the world draws, and for every pair again with side labels (tiny.sides: the text encoder first learns
+which side each word's object is on). Printed: how far the predictions for a caption and for its left/right swap
+point the way the picture and its mirror differ (cosine: 0 when the prompt does not decide the side; about 0.5 when
+it does, as one picture is a noisy stand-in for the average the model learns). About three minutes per variant on
+2 CPU cores.
 
     python benchmarks/position_capacity.py [--steps 300] [--threads 2] [--part halves|pictures|all]
 """
@@ -105,29 +107,37 @@ def _position_pictures(rng, n: int, pairs: str):
     return scenes
 
 
-def run_pictures(pairs: str, steps: int, seed: int = 0) -> tuple[float, float]:
-    """Train at the last timestep on real position pictures; the final loss and the caption-vs-swap cosine."""
+def run_pictures(pairs: str, steps: int, seed: int = 0, side_labels: bool = False) -> tuple[float, float]:
+    """Train at the last timestep on real position pictures; the final loss and the caption-vs-swap cosine. With
+    `side_labels`, the text encoder first learns each word's side (tiny.sides), then keeps that loss beside."""
     import random
 
     import numpy as np
     import torch
 
-    from imagegen_nb.tiny import components, model_path, world
-    from imagegen_nb.tiny.train import _encode_text, _latents, _load_vae
+    from imagegen_nb.tiny import components, model_path, sides, world
+    from imagegen_nb.tiny.train import TrainConfig, _encode_text, _latents, _load_vae, _teach_sides
 
     torch.manual_seed(seed)
     arch = components.ARCHITECTURES["film"]
     vae = _load_vae(model_path()).eval().requires_grad_(False)
     tokenizer = components.build_tokenizer(model_path() / "tokenizer", arch)
     text_encoder, unet = components.build_text_encoder(len(tokenizer), arch), components.build_unet(arch)
-    params = list(unet.parameters()) + list(text_encoder.parameters())
+    params = [*unet.parameters(), *text_encoder.parameters()]
+    if side_labels:
+        reader = sides.probe(arch.text_width)
+        position = tuple(float(c == "position") for c in world.CATEGORIES)
+        _teach_sides(tokenizer, text_encoder, reader, TrainConfig(sides_first=600, category_weights=position), "cpu")
+        params += reader.parameters()
     opt = torch.optim.AdamW(params, lr=1e-3)
     rng = random.Random(seed)
 
-    def predict(scenes, captions):
-        noise = torch.randn(len(scenes), 4, unet.config.sample_size, unet.config.sample_size)
-        text = _encode_text(tokenizer, text_encoder, captions, "cpu")
-        return -unet(noise, torch.full((len(scenes),), 999), text).sample  # v at pure noise is -x0
+    def encode(captions):
+        return _encode_text(tokenizer, text_encoder, captions, "cpu")
+
+    def predict(text):
+        noise = torch.randn(len(text), 4, unet.config.sample_size, unet.config.sample_size)
+        return -unet(noise, torch.full((len(text),), 999), text).sample  # v at pure noise is -x0
 
     def pictures(scenes):
         return _latents(vae, np.stack([np.asarray(world.render(s)) for s in scenes]), "cpu")
@@ -137,17 +147,22 @@ def run_pictures(pairs: str, steps: int, seed: int = 0) -> tuple[float, float]:
         scenes = _position_pictures(rng, 32, pairs)
         with torch.no_grad():
             x0 = pictures(scenes)
-        loss = (predict(scenes, [world.caption(s, rng=rng) for s in scenes]) - x0).pow(2).mean()
+        captions = [world.caption(s, rng=rng) for s in scenes]
+        text = encode(captions)
+        loss = total = (predict(text) - x0).pow(2).mean()
+        if side_labels:
+            labels = torch.from_numpy(sides.targets(scenes, captions, tokenizer.model_max_length))
+            total = loss + 0.1 * sides.loss(reader, text, labels)
         opt.zero_grad()
-        loss.backward()
+        total.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         losses.append(loss.item())
     probe = _position_pictures(random.Random(seed + 1), 64, pairs)
     mirrored = [world.flip_horizontal(s) for s in probe]
     with torch.no_grad():
-        said = predict(probe, [world.caption(s) for s in probe])
-        swapped = predict(probe, [world.caption(s) for s in mirrored])
+        said = predict(encode([world.caption(s) for s in probe]))
+        swapped = predict(encode([world.caption(s) for s in mirrored]))
         cos = torch.nn.functional.cosine_similarity((said - swapped).flatten(1),
                                                     (pictures(probe) - pictures(mirrored)).flatten(1))
     return float(np.mean(losses[-50:])), cos.mean().item()
@@ -155,12 +170,14 @@ def run_pictures(pairs: str, steps: int, seed: int = 0) -> tuple[float, float]:
 
 def pictures(steps: int) -> None:
     print(f"\nfresh text-FiLM UNet and text encoder, {steps} steps on position pictures at the last timestep")
-    print(f"{'colour pairs':<16}{'loss':>8}{'cosine':>9}{'seconds':>9}")
-    for pairs in PAIRS:
+    print(f"{'colour pairs':<16}{'side labels':<13}{'loss':>8}{'cosine':>9}{'seconds':>9}")
+    for pairs, side_labels in [*((p, False) for p in PAIRS), ("every pair", True)]:
         start = time.perf_counter()
-        loss, cos = run_pictures(pairs, steps)
-        print(f"{pairs:<16}{loss:>8.3f}{cos:>+9.2f}{time.perf_counter() - start:>9.0f}")
+        loss, cos = run_pictures(pairs, steps, side_labels=side_labels)
+        print(f"{pairs:<16}{'yes' if side_labels else 'no':<13}{loss:>8.3f}{cos:>+9.2f}"
+              f"{time.perf_counter() - start:>9.0f}")
     print("cosine: how far caption vs swapped caption predicts the picture vs its mirror; 0 = the side is not learned")
+    print("side labels: the text encoder first learns which side each word's object is on (tiny.sides)")
 
 
 def main() -> None:
