@@ -2,8 +2,10 @@
 player). A trace is only a listener on the one step-recording mechanism, `imagegen_nb.steps.Run`.
 
 At step i the sampler holds x_t (`latents[i]`), the model predicts the noise eps (`noise[i]`, after
-classifier-free guidance; `noise_cond[i]` and `noise_uncond[i]` before it), and inverting the forward process
-gives the clean latent the model currently believes in, x0 (`x0[i]`). For a VP schedule with epsilon prediction
+classifier-free guidance; `noise_cond[i]` and `noise_uncond[i]` before it; v-prediction models predict
+v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x0 instead, and `tensor`/`decode` show the eps it implies),
+and inverting the forward process gives the clean latent the model currently believes in, x0 (`x0[i]`). For a VP
+schedule with epsilon prediction
 
     x_t = sqrt(alpha_bar_t) * x0 + sqrt(1 - alpha_bar_t) * eps        (Ho et al. 2020, eq. 4)
 
@@ -115,7 +117,11 @@ class Trace:
         """The float32 latent (C, H, W) `decode` would show: x0, x_t ("latent"), or a noise prediction.
 
         For sigma schedules x_t = x0 + sigma * eps is divided by sqrt(1 + sigma^2) (what the sampler does before
-        the model sees it), so it is on the VAE's scale like the other kinds.
+        the model sees it), so it is on the VAE's scale like the other kinds. A noise prediction is the noise eps
+        the model's output implies, whatever it predicts: a v-prediction model's v is turned into
+        eps = (x_t - sqrt(alpha_bar) x0) / sqrt(1 - alpha_bar), with x0 from that same output. (`noise`,
+        `noise_cond` and `noise_uncond` keep the outputs as they were: near pure noise, only v still holds x0.)
+        Flow models' velocity eps - x0 is shown as it is.
         """
         i = self._index(i)
         if what not in _KINDS:
@@ -128,7 +134,16 @@ class Trace:
         z = source[i].float()
         if what == "latent" and self.schedule_kind == "sigma":
             z = z / (1.0 + float(self.sigmas[i]) ** 2) ** 0.5
+        if what.startswith("noise") and self.prediction_type not in ("epsilon", "flow"):
+            z = self._implied_noise(i, z)
         return z
+
+    def _implied_noise(self, i: int, prediction):
+        x_t, x0 = self.latents[i].float(), self.x0_from(i, prediction)
+        if self.alpha_bar is not None:
+            ab = float(self.alpha_bar[i])
+            return (x_t - ab**0.5 * x0) / (1 - ab) ** 0.5
+        return (x_t - x0) / float(self.sigmas[i])
 
     def decode(self, i: int, what: str = "x0", *, fast: bool = False) -> Image.Image:
         """Step i as a picture: `what` is "x0" (the model's current guess), "latent" (x_t) or "noise" (also

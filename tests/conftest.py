@@ -22,3 +22,19 @@ def pytest_configure(config):
 def pixels():
     """The pixels of a PIL image as an int16 array (so differences do not wrap)."""
     return lambda image: np.asarray(image.convert("RGB"), dtype=np.int16)
+
+
+@pytest.fixture
+def implied_noise():
+    """The noise eps a VP trace's recorded predictions stand for, (steps, C, H, W) float64, from the textbook
+    relations: eps itself, or for v = sqrt(ab) eps - sqrt(1 - ab) x0, eps = sqrt(ab) v + sqrt(1 - ab) x_t."""
+
+    def noise(trace, prediction=None):
+        prediction = (trace.noise if prediction is None else prediction).double()
+        if trace.prediction_type == "epsilon":
+            return prediction
+        assert trace.prediction_type == "v_prediction"
+        ab = trace.alpha_bar.view(-1, 1, 1, 1)
+        return ab.sqrt() * prediction + (1 - ab).sqrt() * trace.latents.double()
+
+    return noise

@@ -107,3 +107,9 @@ def test_model_card_page(tmp_path):
     assert text.splitlines()[0].startswith("## ")  # the card's title sits under the page's
     assert "| category | score |" in text
     assert "<!-- model-card -->" not in hook.on_page_markdown("# Card\n\n<!-- model-card -->\n")
+    assert "| epsilon prediction;" in text and "zero terminal SNR" not in text  # no run config: SD 1.5's defaults
+    trained = card.render(result, evaluate.table(result), {
+        "arch": {"text_film": True}, "train": {"prediction_type": "v_prediction", "zero_terminal_snr": True,
+                                               "sides": 0.5}})
+    assert "| v prediction;" in trained and "text FiLM" in trained and "rescaled to zero terminal SNR" in trained
+    assert "which side of the picture each word's object is on" in trained

@@ -35,13 +35,16 @@ def test_same_picture_as_generate(vp_trace, pixels):
     assert (pixels(plain) == pixels(vp_trace.image)).all()
 
 
-def test_vp_forward_process_holds_at_every_step(vp_trace):
+def test_vp_forward_process_holds_at_every_step(vp_trace, implied_noise):
     # x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps, with the model's eps and x0 (fp16 storage tolerance)
     tr = vp_trace
     _, pipe = ig.cache.shared.pipeline(None, "generate")
-    assert pipe.scheduler.config.prediction_type == "epsilon"
+    assert tr.prediction_type == pipe.scheduler.config.prediction_type
+    eps = implied_noise(tr)
+    shown = torch.stack([tr.tensor(i, "noise") for i in range(len(tr))]).double()  # what decode(i, "noise") shows
+    assert torch.allclose(shown, eps, rtol=2e-3, atol=2e-2)
     ab = tr.alpha_bar.view(-1, 1, 1, 1)
-    rebuilt = ab.sqrt() * tr.x0.double() + (1 - ab).sqrt() * tr.noise.double()
+    rebuilt = ab.sqrt() * tr.x0.double() + (1 - ab).sqrt() * eps
     assert torch.allclose(tr.latents.double(), rebuilt, rtol=2e-3, atol=2e-2)
     # the levels are the scheduler's own alphas_cumprod at the visited timesteps
     expected = pipe.scheduler.alphas_cumprod.double()[tr.timesteps.round().long()]

@@ -42,7 +42,7 @@ def at_step(trace, step: int | None = None, *, fast: bool = False):
     w = recipe(trace.image)["guidance_scale"]
     pipe = trace.pipe
     x0s = [trace.x0_from(i, trace.noise_uncond[i]), trace.x0_from(i, trace.noise_cond[i]), trace.x0[i].float()]
-    diff = (trace.noise_cond[i].float() - trace.noise_uncond[i].float()).abs().mean(0)
+    diff = (trace.tensor(i, "noise_cond") - trace.tensor(i, "noise_uncond")).abs().mean(0)
     fig, axes = new_figure(1, 4, cell=2.3, title=f"step {i} of {len(trace)} (t={float(trace.timesteps[i]):.0f}): "
                                                  f"eps = eps_u + {w:g} (eps_c - eps_u)")
     labels = ("x0 from eps_uncond\n(no prompt)", "x0 from eps_cond\n(prompt)", f"x0 from guided eps\n(w={w:g})")

@@ -30,10 +30,10 @@ Held out of training entirely: {held_out}.
 | part | class | notes |
 |---|---|---|
 | tokenizer | `PreTrainedTokenizerFast` | one token per word of the {n_words}-word vocabulary, else `<unk>` |
-| text encoder | `T5EncoderModel` | bidirectional, so every word sees the whole sentence |
+| text encoder | `T5EncoderModel` | bidirectional, so every word sees the whole sentence{text_notes} |
 | VAE | `AutoencoderKL` | 64x64x3 -> 16x16x4 |
-| UNet | `UNet2DConditionModel` | epsilon prediction; cross-attention at 16x16, 8x8 and the middle |
-| scheduler | `DPMSolverMultistepScheduler` | SD 1.5's scaled-linear schedule, trailing spacing |
+| UNet | `UNet2DConditionModel` | {unet_notes} |
+| scheduler | `DPMSolverMultistepScheduler` | {schedule_notes}, trailing spacing |
 | ControlNet | `ControlNetModel` (in `../controlnet-canny`) | canny edges of the same world |
 
 ## Evaluation
@@ -57,7 +57,7 @@ Held-out pairs are prompts naming a colour x shape pair never seen in training.
 
 
 def render(result: dict, table: str, training: dict) -> str:
-    return _TEMPLATE.format(
+    return _TEMPLATE.format(**_parts(training),
         shapes=", ".join(world.SHAPES), n_colors=len(world.COLORS), colors=", ".join(world.COLORS),
         backgrounds=" / ".join(world.BACKGROUNDS), held_out=", ".join(f"{c} {s}" for c, s in sorted(world.HELD_OUT)),
         n_words=len(world.vocabulary()), per_category=result["prompts_per_category"],
@@ -66,6 +66,21 @@ def render(result: dict, table: str, training: dict) -> str:
         settings=json.dumps(result.get("settings") or "model defaults"), table=table,
         seconds=result["seconds_per_image"] * 1000, threads=_threads(result.get("threads")),
         control=_control(result.get("control")), short=_short(result), training=json.dumps(training, indent=2))
+
+
+def _parts(training: dict) -> dict:
+    """The notes of the parts table that depend on how the model was trained (its run's config.json)."""
+    arch, cfg = training.get("arch", {}), training.get("train", {})
+    v = cfg.get("prediction_type") == "v_prediction"
+    unet = f"{'v' if v else 'epsilon'} prediction; cross-attention at 16x16, 8x8 and the middle"
+    if arch.get("text_film"):
+        unet += "; text FiLM (the pooled prompt scales and shifts every ResNet block's features)"
+    return {
+        "text_notes": "; taught which side of the picture each word's object is on" if cfg.get("sides") else "",
+        "unet_notes": unet,
+        "schedule_notes": "SD 1.5's scaled-linear schedule" + (", rescaled to zero terminal SNR (x_T is pure noise)"
+                                                               if cfg.get("zero_terminal_snr") else ""),
+    }
 
 
 def _short(result: dict) -> str:
