@@ -110,3 +110,7 @@ def test_training_with_side_labels_checkpoints_the_probe_and_resumes(tmp_path):
     assert state["step"] == 2 and state["side_probe"]["weight"].shape == (len(sides.SIDES), 32)
     more = train.train_unet(tmp_path, components.SMOKE, cfg, steps=4)
     assert more[:2] == first and len(more) == 4 and np.isfinite(more).all()
+    # from trained weights: a fresh encoder learns the sides while copying the trained one, then training goes on
+    sd = train.export(tmp_path, tmp_path / "export")
+    again = train.train_unet(tmp_path / "again", components.SMOKE, cfg, steps=1, init_from=sd)
+    assert len(again) == 1 and np.isfinite(again).all() and (tmp_path / "again" / "unet.pt").exists()

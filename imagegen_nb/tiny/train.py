@@ -298,7 +298,6 @@ def train_unet(out: Path, arch: components.Architecture, cfg: TrainConfig, steps
     unet = components.build_unet(arch).to(device)
     if init_from is not None:
         _load_weights(text_encoder, init_from / "text_encoder"); _load_weights(unet, init_from / "unet")
-    trained_te = copy.deepcopy(text_encoder) if init_from is not None and cfg.sides > 0 else None
     ema_te, ema_unet = copy.deepcopy(text_encoder).requires_grad_(False), copy.deepcopy(unet).requires_grad_(False)
     reader = sides.probe(arch.text_width).to(device) if cfg.sides > 0 else None
     params = [*unet.parameters(), *text_encoder.parameters(), *(reader.parameters() if reader is not None else ())]
@@ -311,9 +310,11 @@ def train_unet(out: Path, arch: components.Architecture, cfg: TrainConfig, steps
              **({"side_probe": reader} if reader is not None else {})}
     start, losses = ckpt.restore(parts)
     if reader is not None and start == 0:
-        if trained_te is not None:  # a fresh encoder, taught to say what the trained one says, and the sides
+        trained = None
+        if init_from is not None:  # a fresh encoder, taught to say what the trained one says, and the sides
+            trained = copy.deepcopy(text_encoder).requires_grad_(False)
             text_encoder.load_state_dict(components.build_text_encoder(len(tokenizer), arch).state_dict())
-        _teach_sides(tokenizer, text_encoder, reader, cfg, device, like=trained_te)
+        _teach_sides(tokenizer, text_encoder, reader, cfg, device, like=trained)
         ema_te.load_state_dict(text_encoder.state_dict())
     store = _record_attention(unet) if cfg.grounding > 0 else None
     grounded: list[float] = []
