@@ -82,7 +82,7 @@ def shot(page, name: str, locator=None) -> Path:
 
 
 def test_studio_and_mask_canvas_in_jupyterlab(lab):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=jl.CHROMIUM, headless=True, args=jl.CHROMIUM_ARGS)
@@ -107,7 +107,8 @@ def test_studio_and_mask_canvas_in_jupyterlab(lab):
             page.wait_for_function(
                 "() => [...document.querySelectorAll('img.ig-pixelated')].some("
                 "i => i.naturalWidth === 64 && i.getBoundingClientRect().width >= 255)", timeout=10_000)
-            assert generate.is_enabled()
+            # the button comes back after the run's last message (the gallery is filled first)
+            expect(generate).to_be_enabled(timeout=30_000)
             shot(page, "2-generated", studio)
 
             # 2b. send it to Inpaint: a mask canvas opens in the studio, over the picture
