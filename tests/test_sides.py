@@ -3,6 +3,8 @@ it lowers, so the text encoder's token states come to say the side."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
@@ -114,3 +116,24 @@ def test_training_with_side_labels_checkpoints_the_probe_and_resumes(tmp_path):
     sd = train.export(tmp_path, tmp_path / "export")
     again = train.train_unet(tmp_path / "again", components.SMOKE, cfg, steps=1, init_from=sd)
     assert len(again) == 1 and np.isfinite(again).all() and (tmp_path / "again" / "unet.pt").exists()
+
+
+def test_sides_first_0_continues_with_the_loaded_encoder(tmp_path):
+    cfg = train.TrainConfig(vae_batch=4, batch=8, warmup=1, lr=0.0, sides=0.5, sides_first=0)
+    train.train_vae(tmp_path, components.SMOKE, cfg, steps=2)
+    train.train_unet(tmp_path, components.SMOKE, dataclasses.replace(cfg, lr=1e-3), steps=2)
+    sd = train.export(tmp_path, tmp_path / "export")
+    loaded = _text_encoder_state(sd / "text_encoder")
+    train.train_unet(tmp_path / "on", components.SMOKE, cfg, steps=1, init_from=sd)
+    kept = _text_encoder_state(tmp_path / "on" / "text_encoder")
+    assert all(torch.equal(loaded[k].float(), kept[k].float()) for k in loaded)  # lr 0: the encoder is the loaded one, not a fresh one
+    train.train_unet(tmp_path / "fresh", components.SMOKE, dataclasses.replace(cfg, sides_first=2), steps=1,
+                     init_from=sd)
+    fresh = _text_encoder_state(tmp_path / "fresh" / "text_encoder")
+    assert not all(torch.equal(loaded[k].float(), fresh[k].float()) for k in loaded)
+
+
+def _text_encoder_state(folder):
+    from safetensors.torch import load_file
+
+    return load_file(folder / "model.safetensors")

@@ -76,7 +76,9 @@ def _parts(training: dict) -> dict:
     if arch.get("text_film"):
         unet += "; text FiLM (the pooled prompt scales and shifts every ResNet block's features)"
     return {
-        "text_notes": "; taught which side of the picture each word's object is on" if cfg.get("sides") else "",
+        "text_notes": "".join(note for key, note in (
+            ("sides", "; taught which side of the picture each word's object is on"),
+            ("binding", "; taught which colour goes with which shape word")) if cfg.get(key)),
         "unet_notes": unet,
         "schedule_notes": "SD 1.5's scaled-linear schedule" + (", rescaled to zero terminal SNR (x_T is pure noise)"
                                                                if cfg.get("zero_terminal_snr") else ""),

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import components, grounding, sides, world
+from . import binding, components, grounding, sides, world
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,10 @@ class TrainConfig:
     high_noise_from: int = 500  # 500: the noisier half; ~960 on a zero-SNR schedule: where x_t shows no layout
     grounding: float = 0.0  # weight of the attention-grounding loss (tiny.grounding): words attend to their objects
     sides: float = 0.0  # weight of the side-label loss (tiny.sides): each word's state says its object's side
-    sides_first: int = 2000  # with `sides`, text-only steps that teach the text encoder the sides before the UNet
+    sides_first: int = 2000  # with `sides`, text-only steps that teach the text encoder the sides before the UNet;
+    # 0 keeps the encoder as loaded (continuing from a model that already learned them) and starts with the UNet
     sides_lr: float = 1e-3
+    binding: float = 0.0  # weight of the binding-label loss (tiny.binding): a shape word's state says its colour
     prediction_type: str = "epsilon"  # what the UNet predicts: "epsilon" (the noise) or "v_prediction"
     zero_terminal_snr: bool = False  # the last timestep is pure noise (components.build_scheduler); needs v
     empty_caption: float = 0.1  # share of empty captions, so classifier-free guidance has an unconditional model
@@ -300,16 +302,19 @@ def train_unet(out: Path, arch: components.Architecture, cfg: TrainConfig, steps
         _load_weights(text_encoder, init_from / "text_encoder"); _load_weights(unet, init_from / "unet")
     ema_te, ema_unet = copy.deepcopy(text_encoder).requires_grad_(False), copy.deepcopy(unet).requires_grad_(False)
     reader = sides.probe(arch.text_width).to(device) if cfg.sides > 0 else None
-    params = [*unet.parameters(), *text_encoder.parameters(), *(reader.parameters() if reader is not None else ())]
+    binder = binding.probe(arch.text_width).to(device) if cfg.binding > 0 else None
+    params = [*unet.parameters(), *text_encoder.parameters(),
+              *(p for probe in (reader, binder) if probe is not None for p in probe.parameters())]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
     total = steps or cfg.unet_steps
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup, total, cfg.lr_final))
     scheduler = _scheduler("ddpm", cfg)
     ckpt = Checkpoint(out / "unet.pt")
     parts = {"unet": unet, "te": text_encoder, "ema_unet": ema_unet, "ema_te": ema_te, "opt": opt, "sched": sched,
-             **({"side_probe": reader} if reader is not None else {})}
+             **({"side_probe": reader} if reader is not None else {}),
+             **({"binding_probe": binder} if binder is not None else {})}
     start, losses = ckpt.restore(parts)
-    if reader is not None and start == 0:
+    if reader is not None and start == 0 and cfg.sides_first > 0:
         trained = None
         if init_from is not None:  # a fresh encoder, taught to say what the trained one says, and the sides
             trained = copy.deepcopy(text_encoder).requires_grad_(False)
@@ -319,6 +324,7 @@ def train_unet(out: Path, arch: components.Architecture, cfg: TrainConfig, steps
     store = _record_attention(unet) if cfg.grounding > 0 else None
     grounded: list[float] = []
     sided: list[float] = []
+    bound: list[float] = []
     bar = tqdm(range(start, total), initial=start, total=total, desc="unet")
     for step in bar:
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
@@ -336,6 +342,11 @@ def train_unet(out: Path, arch: components.Architecture, cfg: TrainConfig, steps
             s = sides.loss(reader, text, labels)
             sided.append(s.item())
             loss = loss + cfg.sides * s
+        if binder is not None:
+            labels = torch.from_numpy(binding.targets(scenes, captions, tokenizer.model_max_length)).to(device)
+            b = binding.loss(binder, text, labels)
+            bound.append(b.item())
+            loss = loss + cfg.binding * b
         if store is not None:
             words, masks = grounding.targets(scenes, captions, tokenizer.model_max_length)
             g = grounding.loss(store, torch.from_numpy(words).to(device), torch.from_numpy(masks).to(device))
@@ -350,7 +361,8 @@ def train_unet(out: Path, arch: components.Architecture, cfg: TrainConfig, steps
         losses.append(loss.item())
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}",
                         **({"grounding": f"{np.mean(grounded[-50:]):.3f}"} if grounded else {}),
-                        **({"sides": f"{np.mean(sided[-50:]):.3f}"} if sided else {}))
+                        **({"sides": f"{np.mean(sided[-50:]):.3f}"} if sided else {}),
+                        **({"binding": f"{np.mean(bound[-50:]):.3f}"} if bound else {}))
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == total:
             ckpt.store(parts, step + 1, losses)
     ema_unet.save_pretrained(out / "unet")
