@@ -126,7 +126,8 @@ def test_sides_first_0_continues_with_the_loaded_encoder(tmp_path):
     loaded = _text_encoder_state(sd / "text_encoder")
     train.train_unet(tmp_path / "on", components.SMOKE, cfg, steps=1, init_from=sd)
     kept = _text_encoder_state(tmp_path / "on" / "text_encoder")
-    assert all(torch.equal(loaded[k].float(), kept[k].float()) for k in loaded)  # lr 0: the encoder is the loaded one, not a fresh one
+    # lr 0: the encoder is the loaded one, not a fresh one
+    assert all(torch.equal(loaded[k].float(), kept[k].float()) for k in loaded)
     train.train_unet(tmp_path / "fresh", components.SMOKE, dataclasses.replace(cfg, sides_first=2), steps=1,
                      init_from=sd)
     fresh = _text_encoder_state(tmp_path / "fresh" / "text_encoder")

@@ -149,3 +149,17 @@ def test_a_runs_schedule_settings_reach_its_exported_scheduler(tmp_path):
     assert train._config({}, ["zero_terminal_snr=true"]).zero_terminal_snr is True
     with pytest.raises(ValueError, match="true or false"):
         train._config({}, ["zero_terminal_snr=yes please"])
+
+
+def test_continuing_a_model_on_another_schedule_warns_and_names_the_fix(tmp_path, caplog):
+    cfg = train.TrainConfig(vae_batch=4, batch=4, warmup=1, checkpoint_every=10)
+    train.train_vae(tmp_path, components.SMOKE, cfg, steps=1)
+    train.train_unet(tmp_path, components.SMOKE, cfg, steps=1)
+    sd = train.export(tmp_path, tmp_path / "export")  # an epsilon model on SD 1.5's schedule
+    with caplog.at_level("WARNING", logger="imagegen_nb.tiny.train"):
+        train.train_unet(tmp_path / "same", components.SMOKE, cfg, steps=1, init_from=sd)
+    assert "schedule" not in caplog.text
+    v = dataclasses.replace(cfg, prediction_type="v_prediction", zero_terminal_snr=True)
+    with caplog.at_level("WARNING", logger="imagegen_nb.tiny.train"):
+        train.train_unet(tmp_path / "moved", components.SMOKE, v, steps=1, init_from=sd)
+    assert "--set prediction_type=epsilon --set zero_terminal_snr=false" in caplog.text

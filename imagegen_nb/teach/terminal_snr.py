@@ -8,7 +8,8 @@ model trained on this schedule learns to read the layout from x_T instead of dec
 sampling time x_T is pure noise, so the noise decides which object goes where. Rescaling the schedule to zero
 terminal SNR (Lin et al. 2024, "Common Diffusion Noise Schedules and Sample Steps are Flawed") closes the leak;
 it needs v-prediction, since predicting the noise says nothing about the picture when x_t is all noise.
-`follows` measures whether a model reads the layout from x_T.
+`follows` measures whether a model reads the layout from x_T (the built-in model, trained on the rescaled schedule
+with side labels, decides it from the prompt: 98% of its first predictions from pure noise follow the caption).
 
 >>> from imagegen_nb.teach import terminal_snr
 >>> leaks = terminal_snr.leak(draws=50)
@@ -92,7 +93,9 @@ def follows(n: int = 64, *, seed: int = 0, model=None) -> dict[str, float]:
     captions of the shapes world, the share of the model's first predictions of x0 (at its last training timestep)
     that are closer to the caption's picture than to its mirror image, when x_T holds the residue of the caption's
     picture, of its mirror image, or nothing (pure noise, as at sampling time). A model that reads the residue follows
-    it (high, low); one that decides from the prompt stays high in all three.
+    it (high, low); one that decides from the prompt stays high in all three. On a zero-terminal-SNR schedule, such
+    as the built-in model's, x_T holds no residue, so the three are one draw: high if the prompt decides the layout.
+    The earlier built-in model, trained on SD 1.5's schedule, gave 69%, 23% and 48%.
 
     >>> from imagegen_nb.teach import terminal_snr
     >>> shares = terminal_snr.follows(4)

@@ -37,7 +37,8 @@ Held out of training entirely: {held_out}.
 | ControlNet | `ControlNetModel` (in `../controlnet-canny`) | canny edges of the same world |
 
 ## Evaluation
-`python -m imagegen_nb.tiny.evaluate`: {per_category} prompts per category, {images_per_prompt} pictures per prompt,
+`python -m imagegen_nb.tiny.evaluate`: {per_category} prompts per category,
+{images_per_prompt} pictures per prompt{fewer},
 graded by the world's analytic checker (colour segmentation, connected components, overlap with each ideal shape,
 centroids for position; a blob that overlaps none with IoU >= 0.75 is no shape), which scores {checker:.1%} on
 ground-truth renders and {recon:.1%} on their round trips through the VAE (the ceiling of every score below).
@@ -46,7 +47,8 @@ Settings: {settings}.
 {table}
 
 Held-out pairs are prompts naming a colour x shape pair never seen in training.
-{seconds:.0f} ms per picture during evaluation ({threads}, default settings, {images_per_prompt} pictures a call).
+{seconds:.0f} ms per picture during evaluation ({threads}, default settings,
+{images_per_prompt} or more pictures a call).
 {control}
 {short}
 ## Training
@@ -61,7 +63,7 @@ def render(result: dict, table: str, training: dict) -> str:
         shapes=", ".join(world.SHAPES), n_colors=len(world.COLORS), colors=", ".join(world.COLORS),
         backgrounds=" / ".join(world.BACKGROUNDS), held_out=", ".join(f"{c} {s}" for c, s in sorted(world.HELD_OUT)),
         n_words=len(world.vocabulary()), per_category=result["prompts_per_category"],
-        images_per_prompt=result["images_per_prompt"], checker=result["checker_accuracy"],
+        images_per_prompt=result["images_per_prompt"], fewer=_fewer(result), checker=result["checker_accuracy"],
         recon=result.get("reconstruction_accuracy", float("nan")),
         settings=json.dumps(result.get("settings") or "model defaults"), table=table,
         seconds=result["seconds_per_image"] * 1000, threads=_threads(result.get("threads")),
@@ -83,6 +85,16 @@ def _parts(training: dict) -> dict:
         "schedule_notes": "SD 1.5's scaled-linear schedule" + (", rescaled to zero terminal SNR (x_T is pure noise)"
                                                                if cfg.get("zero_terminal_snr") else ""),
     }
+
+
+def _fewer(result: dict) -> str:
+    """Where the grammar has fewer distinct prompts than asked, how many pictures each of those categories got."""
+    least = result["prompts_per_category"] * result["images_per_prompt"]
+    more = {c: n for c, n in result.get("images", {}).items() if n > least}
+    if not more:
+        return ""
+    return (" (categories with fewer distinct captions get more pictures of each, so each is scored on at least "
+            f"{least}: " + ", ".join(f"{c} {n}" for c, n in more.items()) + ")")
 
 
 def _short(result: dict) -> str:

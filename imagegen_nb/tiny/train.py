@@ -213,9 +213,26 @@ def _load_weights(model: torch.nn.Module, folder: Path) -> bool:
     if missing or wrong:
         raise ValueError(f"{folder} does not fit this architecture: {len(missing)} weights missing "
                          f"(e.g. {missing[:2]}), {len(wrong)} unexpected or of another shape (e.g. {wrong[:2]}); "
-                         "start from a folder trained with the same components.Architecture")
+                         "start from a folder trained with the same components.Architecture (the shipped model's "
+                         "is --arch film)")
     model.load_state_dict(state, strict=False)
     return grown
+
+
+def _warn_if_schedule_differs(init_from: Path, cfg: TrainConfig) -> None:
+    """Moving a model to another schedule is a choice (the shipped model's history has one); continuing it on
+    another by forgetting a `--set` is a mistake that silently undoes its training, so say so."""
+    path = init_from / "scheduler" / "scheduler_config.json"
+    if not path.exists():  # a run folder, not an exported model: its config.json is the caller's to match
+        return
+    saved = json.loads(path.read_text())
+    theirs = {"prediction_type": saved.get("prediction_type", "epsilon"),
+              "zero_terminal_snr": bool(saved.get("rescale_betas_zero_snr", False))}
+    ours = {"prediction_type": cfg.prediction_type, "zero_terminal_snr": cfg.zero_terminal_snr}
+    if theirs != ours:
+        sets = " ".join(f"--set {k}={str(v).lower()}" for k, v in theirs.items())
+        log.warning("%s was trained with %s; this run trains with %s. To continue on its schedule, pass %s",
+                    init_from, theirs, ours, sets)
 
 
 def _load_vae(out: Path):
@@ -300,6 +317,7 @@ def train_unet(out: Path, arch: components.Architecture, cfg: TrainConfig, steps
     unet = components.build_unet(arch).to(device)
     if init_from is not None:
         _load_weights(text_encoder, init_from / "text_encoder"); _load_weights(unet, init_from / "unet")
+        _warn_if_schedule_differs(init_from, cfg)
     ema_te, ema_unet = copy.deepcopy(text_encoder).requires_grad_(False), copy.deepcopy(unet).requires_grad_(False)
     reader = sides.probe(arch.text_width).to(device) if cfg.sides > 0 else None
     binder = binding.probe(arch.text_width).to(device) if cfg.binding > 0 else None
