@@ -98,7 +98,7 @@ def figure(scores: dict[str, float] | None = None, *, label: str = "built-in (sh
     columns = ["overall", *CATEGORIES]
     series = {label: scores, **PUBLISHED}
     fig, axes = new_figure(1, 1, title="GenEval categories (SD 1.5 and SDXL as published by Ghosh et al. 2023)")
-    fig.set_size_inches(9, 3.6)
+    fig.set_size_inches(11, 3.6)
     ax = axes[0, 0]
     x = np.arange(len(columns))
     width = 0.8 / len(series)
@@ -109,6 +109,6 @@ def figure(scores: dict[str, float] | None = None, *, label: str = "built-in (sh
     ax.set_xticks(x, columns, fontsize=8)
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("fraction correct")
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the plot: no bar is hidden
     ax.grid(axis="y", alpha=0.3)
     return fig
