@@ -1,6 +1,6 @@
 """The command line: the task functions as subcommands, writing PNGs that carry their recipe.
 
-    python -m imagegen_nb generate "two red circles" -o out.png
+    python -m imagegen_nb generate "a red circle to the left of a blue square" -o out.png
     imagegen-nb edit in.png "a blue square" --strength 0.7 -o edited.png
     imagegen-nb inpaint in.png mask.png "a green triangle" -o filled.png
     imagegen-nb control sketch.png "a red circle" --kind canny -o controlled.png
