@@ -53,14 +53,8 @@ def word_bindings(scene: world.Scene, text: str) -> list[int | None]:
 
 
 def targets(scenes: list[world.Scene], captions: list[str], max_tokens: int) -> np.ndarray:
-    """(n, max_tokens) int64 binding labels for a batch, IGNORE where there is none (an empty caption has none).
-    Token k is word k, as in `tiny.sides.targets`."""
-    labels = np.full((len(scenes), max_tokens), IGNORE, dtype=np.int64)
-    for i, (scene, text) in enumerate(zip(scenes, captions)):
-        for k, label in enumerate(word_bindings(scene, text)[:max_tokens] if text else []):
-            if label is not None:
-                labels[i, k] = label
-    return labels
+    """(n, max_tokens) int64 binding labels for a batch, IGNORE where there is none (an empty caption has none)."""
+    return sides.word_targets(word_bindings, scenes, captions, max_tokens)
 
 
 def probe(width: int):

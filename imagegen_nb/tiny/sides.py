@@ -42,13 +42,18 @@ def word_sides(scene: world.Scene, text: str) -> list[int | None]:
 
 
 def targets(scenes: list[world.Scene], captions: list[str], max_tokens: int) -> np.ndarray:
-    """(n, max_tokens) int64 side labels for a batch, IGNORE where there is none (an empty caption has none).
-    Token k is word k: the built-in tokenizer writes one token per word and no start token."""
+    """(n, max_tokens) int64 side labels for a batch, IGNORE where there is none (an empty caption has none)."""
+    return word_targets(word_sides, scenes, captions, max_tokens)
+
+
+def word_targets(word_labels, scenes: list[world.Scene], captions: list[str], max_tokens: int) -> np.ndarray:
+    """(n, max_tokens) int64 labels of a batch from `word_labels(scene, text)` (a label or None per word), IGNORE
+    where there is none. Token k is word k: the built-in tokenizer writes one token per word and no start token."""
     labels = np.full((len(scenes), max_tokens), IGNORE, dtype=np.int64)
     for i, (scene, text) in enumerate(zip(scenes, captions)):
-        for k, side in enumerate(word_sides(scene, text)[:max_tokens] if text else []):
-            if side is not None:
-                labels[i, k] = side
+        for k, label in enumerate(word_labels(scene, text)[:max_tokens] if text else []):
+            if label is not None:
+                labels[i, k] = label
     return labels
 
 

@@ -319,30 +319,30 @@ def train_unet(out: Path, arch: components.Architecture, cfg: TrainConfig, steps
         _load_weights(text_encoder, init_from / "text_encoder"); _load_weights(unet, init_from / "unet")
         _warn_if_schedule_differs(init_from, cfg)
     ema_te, ema_unet = copy.deepcopy(text_encoder).requires_grad_(False), copy.deepcopy(unet).requires_grad_(False)
-    reader = sides.probe(arch.text_width).to(device) if cfg.sides > 0 else None
-    binder = binding.probe(arch.text_width).to(device) if cfg.binding > 0 else None
+    # word lessons (tiny.sides, tiny.binding): a probe reads a label from each word's state; its loss joins in
+    lessons = {name: (module, weight) for name, module, weight in
+               (("sides", sides, cfg.sides), ("binding", binding, cfg.binding)) if weight > 0}
+    probes = {name: module.probe(arch.text_width).to(device) for name, (module, _) in lessons.items()}
     params = [*unet.parameters(), *text_encoder.parameters(),
-              *(p for probe in (reader, binder) if probe is not None for p in probe.parameters())]
+              *(p for probe in probes.values() for p in probe.parameters())]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
     total = steps or cfg.unet_steps
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup, total, cfg.lr_final))
     scheduler = _scheduler("ddpm", cfg)
     ckpt = Checkpoint(out / "unet.pt")
     parts = {"unet": unet, "te": text_encoder, "ema_unet": ema_unet, "ema_te": ema_te, "opt": opt, "sched": sched,
-             **({"side_probe": reader} if reader is not None else {}),
-             **({"binding_probe": binder} if binder is not None else {})}
+             **{_PROBE_KEYS[name]: probe for name, probe in probes.items()}}
     start, losses = ckpt.restore(parts)
-    if reader is not None and start == 0 and cfg.sides_first > 0:
+    if "sides" in probes and start == 0 and cfg.sides_first > 0:
         trained = None
         if init_from is not None:  # a fresh encoder, taught to say what the trained one says, and the sides
             trained = copy.deepcopy(text_encoder).requires_grad_(False)
             text_encoder.load_state_dict(components.build_text_encoder(len(tokenizer), arch).state_dict())
-        _teach_sides(tokenizer, text_encoder, reader, cfg, device, like=trained)
+        _teach_sides(tokenizer, text_encoder, probes["sides"], cfg, device, like=trained)
         ema_te.load_state_dict(text_encoder.state_dict())
     store = _record_attention(unet) if cfg.grounding > 0 else None
     grounded: list[float] = []
-    sided: list[float] = []
-    bound: list[float] = []
+    taught: dict[str, list[float]] = {name: [] for name in lessons}
     bar = tqdm(range(start, total), initial=start, total=total, desc="unet")
     for step in bar:
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
@@ -355,16 +355,11 @@ def train_unet(out: Path, arch: components.Architecture, cfg: TrainConfig, steps
         text = _encode_text(tokenizer, text_encoder, captions, device)
         pred = unet(x_t, t, text).sample
         loss = (weight * (pred - target).pow(2).mean(dim=(1, 2, 3))).mean()
-        if reader is not None:
-            labels = torch.from_numpy(sides.targets(scenes, captions, tokenizer.model_max_length)).to(device)
-            s = sides.loss(reader, text, labels)
-            sided.append(s.item())
-            loss = loss + cfg.sides * s
-        if binder is not None:
-            labels = torch.from_numpy(binding.targets(scenes, captions, tokenizer.model_max_length)).to(device)
-            b = binding.loss(binder, text, labels)
-            bound.append(b.item())
-            loss = loss + cfg.binding * b
+        for name, (module, weight) in lessons.items():
+            labels = torch.from_numpy(module.targets(scenes, captions, tokenizer.model_max_length)).to(device)
+            lesson = module.loss(probes[name], text, labels)
+            taught[name].append(lesson.item())
+            loss = loss + weight * lesson
         if store is not None:
             words, masks = grounding.targets(scenes, captions, tokenizer.model_max_length)
             g = grounding.loss(store, torch.from_numpy(words).to(device), torch.from_numpy(masks).to(device))
@@ -379,13 +374,15 @@ def train_unet(out: Path, arch: components.Architecture, cfg: TrainConfig, steps
         losses.append(loss.item())
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}",
                         **({"grounding": f"{np.mean(grounded[-50:]):.3f}"} if grounded else {}),
-                        **({"sides": f"{np.mean(sided[-50:]):.3f}"} if sided else {}),
-                        **({"binding": f"{np.mean(bound[-50:]):.3f}"} if bound else {}))
+                        **{name: f"{np.mean(seen[-50:]):.3f}" for name, seen in taught.items() if seen})
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == total:
             ckpt.store(parts, step + 1, losses)
     ema_unet.save_pretrained(out / "unet")
     ema_te.save_pretrained(out / "text_encoder")
     return losses
+
+
+_PROBE_KEYS = {"sides": "side_probe", "binding": "binding_probe"}  # their names in the unet.pt checkpoint
 
 
 def _teach_sides(tokenizer, text_encoder, reader, cfg: TrainConfig, device, like=None) -> list[float]:
