@@ -15,22 +15,11 @@ from typing import Any
 from PIL import Image
 
 from . import cache as _cache
-from . import inputs, registry
+from . import inputs, registry, schedulers
 from .display import ImageList, mark
 from .errors import OutOfMemoryError
 from .recipes import Recipe, attach
 from .steps import Run, watch
-
-SCHEDULERS = {
-    "ddim": "DDIMScheduler", "ddpm": "DDPMScheduler", "pndm": "PNDMScheduler",
-    "euler": "EulerDiscreteScheduler", "euler_a": "EulerAncestralDiscreteScheduler",
-    "dpm++": "DPMSolverMultistepScheduler", "unipc": "UniPCMultistepScheduler", "lcm": "LCMScheduler",
-    "flow_euler": "FlowMatchEulerDiscreteScheduler",
-}
-# Flow-matching models (SD3, FLUX, Z-Image, Sana) need a scheduler that speaks flow (the multistep solvers keep
-# the model's flow settings through from_config); noise-prediction models cannot use the flow-only one.
-FLOW_ONLY = {"flow_euler"}
-FLOW_CAPABLE = {"flow_euler", "dpm++", "unipc"}
 
 
 def _version() -> str:
@@ -66,30 +55,6 @@ def _prompts(prompt, num_images: int) -> tuple[list[str], bool]:
     raise TypeError(f"prompt must be a string or a non-empty list of strings, not {prompt!r}")
 
 
-def _check_scheduler(name: str | None, family: registry.Family) -> None:
-    if name is None:
-        return
-    if name not in SCHEDULERS:
-        raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
-    if (family.flow and name not in FLOW_CAPABLE) or (not family.flow and name in FLOW_ONLY):
-        fitting = sorted(FLOW_CAPABLE) if family.flow else sorted(set(SCHEDULERS) - FLOW_ONLY)
-        kind = "flow-matching" if family.flow else "noise-prediction (not flow-matching)"
-        raise ValueError(f"scheduler {name!r} does not fit {family.name} models, which are {kind}; "
-                         f"choose one of {', '.join(fitting)}")
-
-
-def _scheduler_swap(pipe, name: str | None):
-    """Replace the pipeline's scheduler for one call; returns the one to put back (or None)."""
-    if name is None:
-        return None
-    import diffusers
-
-    cls = getattr(diffusers, SCHEDULERS[name])
-    previous = pipe.scheduler
-    pipe.scheduler = cls.from_config(previous.config)
-    return previous
-
-
 def _run(task: str, prompt, *, model, seed, num_images, num_inference_steps, guidance_scale, width, height,
          negative_prompt, scheduler, progress, run: Run | None, dtype, allow_pickle, controlnet=None,
          call: dict[str, Any], recipe_extra: dict[str, Any], inputs_kept: dict[str, Image.Image] | None,
@@ -108,14 +73,14 @@ def _run(task: str, prompt, *, model, seed, num_images, num_inference_steps, gui
     width = family.default_size if width is None else width
     height = family.default_size if height is None else height
     inputs.check_size(width, height, family.size_factor, family.name)
-    _check_scheduler(scheduler, family)
+    schedulers.check(scheduler, family)
     prompts, as_list = _prompts(prompt, num_images)
     seeds = _seeds(seed, len(prompts))
     scheduler_name = scheduler or family.default_scheduler
 
     with shared.lock:
         entry, pipe = shared.pipeline(model, task, controlnet=controlnet, dtype=dtype, allow_pickle=allow_pickle)
-        previous = _scheduler_swap(pipe, scheduler_name)
+        previous = schedulers.swap(pipe, scheduler_name)
         images = []
         try:
             for p, s in zip(prompts, seeds):

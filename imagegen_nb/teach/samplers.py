@@ -41,7 +41,8 @@ def run(prompt: str, schedulers=DEFAULT_SCHEDULERS, steps=(4, 8, 20), *, seed: i
     >>> [(s.scheduler, s.steps) for s in samplers.run("a red circle", ("ddim",), (2, 3))]
     [('ddim', 2), ('ddim', 3)]
     """
-    from ..tasks import SCHEDULERS, generate
+    from ..schedulers import SCHEDULERS
+    from ..tasks import generate
 
     schedulers = (schedulers,) if isinstance(schedulers, str) else tuple(schedulers)
     unknown = [s for s in schedulers if s not in SCHEDULERS]

@@ -40,13 +40,11 @@ class Visited:
 
 
 def _scheduler(name: str, config):
-    import diffusers
+    from .. import schedulers
 
-    from ..tasks import SCHEDULERS
-
-    if name not in SCHEDULERS:
-        raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
-    return getattr(diffusers, SCHEDULERS[name]).from_config(config)
+    if name not in schedulers.SCHEDULERS:
+        raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(schedulers.SCHEDULERS)}")
+    return schedulers.build(name, config)
 
 
 def visited(name: str, num_inference_steps: int = 20, model=None) -> Visited:
