@@ -16,9 +16,12 @@ from pathlib import Path
 WEIGHTS = Path(__file__).parent / "weights"
 
 
-def model_path() -> Path:
-    """The folder of the built-in model, loadable with `StableDiffusionPipeline.from_pretrained(path)`."""
-    return WEIGHTS / "sd"
+def model_path(name: str = "sd") -> Path:
+    """The folder of a built-in model: "sd", the U-Net model (`StableDiffusionPipeline.from_pretrained(path)`), or
+    "dit", the flow-matching transformer (`ZImagePipeline.from_pretrained(path)`)."""
+    if name not in ("sd", "dit"):
+        raise ValueError(f"name must be 'sd' or 'dit', not {name!r}")
+    return WEIGHTS / name
 
 
 def controlnet_path(kind: str = "canny") -> Path:
