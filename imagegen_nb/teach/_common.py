@@ -52,15 +52,20 @@ def to_rgb(image) -> Image.Image:
 
 
 def encode(pipe, image: Image.Image):
-    """The clean latent x0 of a picture as the diffusion model sees it: the VAE posterior mean, shifted and scaled
-    (`(z - shift_factor) * scaling_factor`). Float32, (1, C, H/f, W/f) on the CPU."""
+    """The clean latent x0 of a picture as the diffusion model sees it, shifted and scaled
+    (`(z - shift_factor) * scaling_factor`). Float32, (1, C, H/f, W/f) on the CPU.
+
+    z is the posterior mean of a KL autoencoder (SD, SDXL, SD3, FLUX, Z-Image, PixArt); a deep-compression
+    autoencoder (Sana's DC-AE) is deterministic and gives its latent directly."""
     import torch
 
     vae = pipe.vae
     param = next(vae.parameters())
     pixels = pipe.image_processor.preprocess(image)  # [-1, 1], (1, 3, H, W)
     with torch.inference_mode():
-        z = vae.encode(pixels.to(param.device, param.dtype)).latent_dist.mean.float().cpu()
+        encoded = vae.encode(pixels.to(param.device, param.dtype))
+        dist = getattr(encoded, "latent_dist", None)
+        z = (dist.mean if dist is not None else encoded.latent).float().cpu()
     shift = vae.config.get("shift_factor") or 0.0
     return (z - shift) * vae.config.scaling_factor
 

@@ -6,7 +6,8 @@ For the VP schedule of Stable Diffusion (and the built-in model), noise is mixed
 
 with alpha_bar_t falling from ~1 (t=0, clean) to ~0 (t=999, pure noise). Latent diffusion does this to the VAE's
 latent, not to the pixels: the figure shows both, and the noised latent decoded back to a picture.
-Flow-matching models (SD3, FLUX) mix linearly instead: x_t = (1 - sigma) x_0 + sigma eps, sigma = t / 1000.
+Flow-matching models (SD3, FLUX, Z-Image, Sana) mix linearly instead: x_t = (1 - sigma) x_0 + sigma eps,
+sigma = t / 1000.
 
 >>> from imagegen_nb.teach import forward
 >>> fig = forward.figure(timesteps=(0, 500, 999))

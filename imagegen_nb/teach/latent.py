@@ -1,6 +1,8 @@
 """Lesson: the latent space. The VAE encoder squeezes a picture (H x W x 3 numbers) into a latent of
-(H/f) x (W/f) x C numbers (f = 8, C = 4 for Stable Diffusion; f = 4, C = 4 for the built-in model), and the
-decoder brings it back. Diffusion runs on the latent, which is why it is affordable (Rombach et al. 2022).
+(H/f) x (W/f) x C numbers (f = 8, C = 4 for Stable Diffusion 1.5 and SDXL; f = 8, C = 16 for SD3, FLUX and
+Z-Image; f = 32, C = 32 for Sana's deep-compression autoencoder, DC-AE; f = 4, C = 4 for the built-in model), and
+the decoder brings it back. Diffusion runs on the latent, which is why it is affordable (Rombach et al. 2022).
+A KL autoencoder's latent is the mean of the encoder's posterior; DC-AE's encoder is deterministic.
 
 >>> from imagegen_nb.teach import latent
 >>> latent.roundtrip().compression
