@@ -36,6 +36,45 @@ class Entry:
     offloaded: bool = False
     tasks: dict[tuple[str, str | None], Any] = field(default_factory=dict)  # (task, controlnet) -> pipeline
     nbytes: int = 0
+    per_call: bool = False  # loaded for one call's dtype=: the next call without that dtype reloads the default
+    added: bool = False  # put in with `add`: the user's own pipeline, which the cache cannot load again
+    controlnets: set[tuple[str, str, str, str]] = field(default_factory=set)  # keys of the ControlNets it uses
+
+
+def dtype_of(pipe) -> str:
+    """The dtype a pipeline runs at, as a name ("float32", "float16", "bfloat16"): its denoiser's (the UNet or
+    transformer, whose arithmetic every step goes through), else the pipeline's. A recipe records it, since the
+    same seed gives other pixels at another dtype.
+
+    >>> import imagegen_nb as ig
+    >>> entry, pipe = ig.cache.shared.pipeline(None, "generate")
+    >>> dtype_of(pipe) == ig.devices.current().dtype
+    True
+    """
+    denoiser = getattr(pipe, "unet", None)
+    if denoiser is None:
+        denoiser = getattr(pipe, "transformer", None)
+    dtype = denoiser.dtype if denoiser is not None else pipe.dtype
+    return str(dtype).removeprefix("torch.")
+
+
+def _model_name(model, argument: str = "model") -> str:
+    """The cache's name for `model` (None: the built-in one); a TypeError for anything but None, a string or a
+    path."""
+    if model is None:
+        return registry.BUILTIN
+    if isinstance(model, os.PathLike):
+        return os.fspath(model)
+    if not isinstance(model, str) or not model:
+        raise TypeError(f"{argument} must be None (the built-in model), a Hub id or a local path, not "
+                        f"{type(model).__name__} {model!r}")
+    return model
+
+
+def _check_task(task) -> str:
+    if not isinstance(task, str) or task not in registry.TASKS:
+        raise ValueError(f"task must be one of {', '.join(registry.TASKS)}, not {task!r}")
+    return task
 
 
 def _param_bytes(*modules) -> int:
@@ -85,7 +124,12 @@ class PipelineCache:
 
     def __init__(self, budget_bytes: int | None = None):
         self._entries: OrderedDict[str, Entry] = OrderedDict()
-        self._controlnets: dict[tuple[str, str], Any] = {}
+        # (family, ControlNet id, dtype, device) -> ControlNet; a ControlNet of one precision never serves another
+        self._controlnets: dict[tuple[str, str, str, str], Any] = {}
+        if budget_bytes is not None and (isinstance(budget_bytes, bool) or not isinstance(budget_bytes, int)
+                                         or budget_bytes <= 0):
+            raise ValueError(f"budget_bytes must be None (90% of free GPU memory, or half the RAM on CPU) or a "
+                             f"positive number of bytes, not {budget_bytes!r}")
         self.lock = threading.RLock()
         self.budget_bytes = budget_bytes  # None: 90% of free GPU memory, or half the RAM on CPU
         self.loads = 0  # how many models were loaded from disk (benchmarks check a warm cache loads nothing)
@@ -101,7 +145,7 @@ class PipelineCache:
                             "dtype": e.placement.dtype, "offloaded": e.offloaded, "bytes": e.nbytes,
                             "pipelines": [t if cn is None else f"{t}+{cn}" for t, cn in e.tasks]}
                            for e in self._entries.values()],
-                "controlnets": [f"{fam}:{cid}" for fam, cid in self._controlnets],
+                "controlnets": [f"{fam}:{cid}" for fam, cid, _, _ in self._controlnets],
                 "bytes": sum(e.nbytes for e in self._entries.values()),
             }
 
@@ -113,57 +157,110 @@ class PipelineCache:
             _free_memory()
 
     def evict(self, model: str | None) -> bool:
-        """Unload one model (None: the built-in one); True if it was loaded."""
-        name = registry.BUILTIN if model is None else str(model)
+        """Unload one model (None: the built-in one) and the ControlNets no other loaded model uses; True if it
+        was loaded."""
+        name = _model_name(model)
         with self.lock:
-            found = self._entries.pop(name, None) is not None
+            found = self._drop(name)
             if found:
                 _free_memory()
             return found
 
+    def _drop(self, name: str) -> bool:
+        """Forget one model and the ControlNets only it used (the memory is freed by the caller)."""
+        entry = self._entries.pop(name, None)
+        if entry is None:
+            return False
+        used = set().union(*(e.controlnets for e in self._entries.values()))
+        for key in entry.controlnets - used:
+            self._controlnets.pop(key, None)
+        return True
+
     def add(self, name: str, pipe, *, family: str | None = None) -> Entry:
         """Put a pipeline you built yourself (e.g. with a LoRA loaded) in the cache under `name`, so the task
-        functions use it with `model=name`. Its family is guessed from its class unless given."""
+        functions use it with `model=name`. Its family is guessed from its class unless given. It keeps the dtype
+        it has (see `dtype_of`): a call that asks for another dtype is an error, as the cache cannot load it again."""
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"name must be a non-empty string, not {type(name).__name__} {name!r}")
+        if name == registry.BUILTIN:
+            raise ValueError(f"name {name!r} is the built-in model's; choose another name")
+        if not (hasattr(pipe, "components") and hasattr(pipe, "set_progress_bar_config")):
+            raise TypeError(f"pipe must be a diffusers pipeline (a DiffusionPipeline), not {type(pipe).__name__}")
         if family is None:
             family = registry._BY_CLASS.get(type(pipe).__name__)
             if family is None:
                 raise ValueError(f"cannot tell the family of a {type(pipe).__name__}; pass family= one of "
                                  f"{', '.join(registry.FAMILIES)}")
+        elif not isinstance(family, str) or family not in registry.FAMILIES:
+            raise ValueError(f"family must be one of {', '.join(registry.FAMILIES)}, not {family!r}")
         fam = registry.FAMILIES[family]
-        placement = devices.current()
+        current = devices.current()
+        placement = devices.Placement(current.device, dtype_of(pipe), current.memory)
         with self.lock:
+            self._drop(name)
             nbytes = _param_bytes(*_pipe_modules(pipe))
             self._make_room(nbytes, placement)
             offloaded = _place(pipe, placement, nbytes)
             pipe.set_progress_bar_config(disable=True)
-            entry = Entry(name, name, fam, pipe, placement, offloaded, nbytes=nbytes)
+            entry = Entry(name, name, fam, pipe, placement, offloaded, nbytes=nbytes, added=True)
             entry.tasks[("generate", None)] = pipe
             self._entries[name] = entry
             registry.register(name, fam)
             return entry
 
     def __contains__(self, model) -> bool:
-        return (registry.BUILTIN if model is None else str(model)) in self._entries
+        return _model_name(model) in self._entries
 
     # -- used by the task functions --------------------------------------------------------------------------
     def entry(self, model, *, dtype=None, allow_pickle: bool = False) -> Entry:
-        name = registry.BUILTIN if model is None else str(model)
+        """The loaded model `model` (None: the built-in one), loading it if needed.
+
+        `dtype=None` is the default dtype (`devices.current()`); another dtype reloads the model in it for this
+        call (one copy per model, not two), and the next call without that dtype loads the default again, so a
+        per-call dtype never changes later calls.
+        """
+        name = _model_name(model)
+        wanted = None if dtype is None else devices.check_dtype(dtype)
+        if not isinstance(allow_pickle, bool):
+            raise TypeError(f"allow_pickle must be True or False, not {allow_pickle!r}")
         with self.lock:
-            if name in self._entries:
-                entry = self._entries[name]
-                if dtype is None or devices._dtype_name(dtype) == entry.placement.dtype:
+            entry = self._entries.get(name)
+            if entry is not None:
+                if entry.added:
+                    if wanted is not None and wanted != entry.placement.dtype:
+                        raise ValueError(
+                            f"{name!r} was put in the cache with ig.cache.add at {entry.placement.dtype}, so it "
+                            f"cannot be loaded again at dtype={wanted!r}; call without dtype=, or add a copy "
+                            f"converted to {wanted} under another name")
                     self._entries.move_to_end(name)
                     return entry
-                self.evict(name)  # asked for another precision: reload rather than keep two copies
-            entry = self._load(name, dtype=dtype, allow_pickle=allow_pickle)
+                target = wanted or devices.current().dtype
+                if entry.placement.dtype == target or (wanted is None and not entry.per_call):
+                    entry.per_call = entry.per_call and wanted is not None
+                    self._entries.move_to_end(name)
+                    return entry
+                self._drop(name)  # another precision: reload rather than keep two copies
+                _free_memory()
+            entry = self._load(name, dtype=wanted, allow_pickle=allow_pickle)
+            entry.per_call = wanted is not None and wanted != devices.current().dtype
             self._entries[name] = entry
             return entry
 
     def pipeline(self, model, task: str, *, controlnet: str | None = None, dtype=None, allow_pickle=False):
-        """The pipeline of `model` for `task` ("generate", "edit", "inpaint", "control"), derived once and kept."""
+        """The pipeline of `model` for `task` ("generate", "edit", "inpaint", "control"), derived once and kept.
+        `controlnet` (a Hub id, a folder or a "builtin:" id) is needed for "control" and refused for the others."""
+        _check_task(task)
+        if task == "control":
+            if isinstance(controlnet, os.PathLike):
+                controlnet = os.fspath(controlnet)
+            if not isinstance(controlnet, str) or not controlnet:
+                raise TypeError(f"controlnet must be a Hub id, a local folder or a 'builtin:' id for task='control', "
+                                f"not {type(controlnet).__name__} {controlnet!r}")
+        elif controlnet is not None:
+            raise ValueError(f"controlnet= is only for task='control', not task={task!r} (got {controlnet!r})")
         entry = self.entry(model, dtype=dtype, allow_pickle=allow_pickle)
         entry.family.check_task(task)
-        key = (task, controlnet if task == "control" else None)
+        key = (task, controlnet)
         with self.lock:
             if key not in entry.tasks:
                 entry.tasks[key] = self._derive(entry, task, controlnet)
@@ -216,7 +313,8 @@ class PipelineCache:
         """Evict least recently used models until `nbytes` more fit the budget."""
         budget = self._budget(placement)
         while self._entries and sum(e.nbytes for e in self._entries.values()) + nbytes > budget:
-            name, _ = self._entries.popitem(last=False)
+            name = next(iter(self._entries))
+            self._drop(name)
             log.info("evicted %s to make room", name)
             _free_memory()
 
@@ -243,15 +341,13 @@ class PipelineCache:
         return pipe
 
     def controlnet(self, entry: Entry, controlnet: str):
-        """A ControlNet model, loaded once per (family, id) and placed like its base model."""
-        key = (entry.family.name, controlnet)
+        """A ControlNet model, loaded once per (family, id, dtype, device) and placed like its base model."""
+        device = "offloaded" if entry.offloaded else entry.placement.device
+        key = (entry.family.name, controlnet, entry.placement.dtype, device)
+        entry.controlnets.add(key)
         if key in self._controlnets:
             return self._controlnets[key]
-        location = controlnet
-        if controlnet.startswith("builtin:"):
-            from .tiny import controlnet_path
-
-            location = str(controlnet_path(controlnet.split(":", 1)[1]))
+        location = registry.resolve_controlnet(controlnet)
         cls = _controlnet_class(entry.family)
         try:
             with _quiet_diffusers():
@@ -275,15 +371,21 @@ def _controlnet_class(family: registry.Family):
     return getattr(diffusers, name)
 
 
+def _largest_part_bytes(pipe) -> int:
+    """The parameter bytes of the pipeline's largest component: what model CPU offload holds on the GPU at once."""
+    return max((_param_bytes(m) for m in _pipe_modules(pipe)), default=0) if hasattr(pipe, "components") else 0
+
+
 def _place(pipe, placement: devices.Placement, nbytes: int) -> bool:
     """Move the pipeline to its device, or turn on CPU offload where the policy says so; True if offloaded."""
     if placement.device == "cpu":
         return False
     policy = placement.memory
     if policy == "auto":
-        free = devices.free_gpu_bytes(placement.device)
-        # Weights plus room for activations: at less than ~1.3x the weights, offload (Colab's T4 with SDXL/FLUX).
-        policy = "offload" if free is not None and nbytes * 1.3 > free else "gpu"
+        policy = devices.choose_memory(nbytes, _largest_part_bytes(pipe), devices.free_gpu_bytes(placement.device))
+        if policy != "gpu":
+            log.info("%s of weights do not fit the free memory of %s whole: %s CPU offload", _gb(nbytes),
+                     placement.device, "model" if policy == "offload" else "sequential")
     if policy == "offload":
         pipe.enable_model_cpu_offload(device=placement.device)
         return True
@@ -292,6 +394,10 @@ def _place(pipe, placement: devices.Placement, nbytes: int) -> bool:
         return True
     pipe.to(placement.device)
     return False
+
+
+def _gb(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.1f} GB"
 
 
 def _free_memory() -> None:
@@ -334,5 +440,6 @@ def add(name: str, pipe, *, family: str | None = None) -> Entry:
 
 
 def evict(model: str | None = None) -> bool:
-    """Unload one model (None: the built-in one) from the shared cache; True if it was loaded."""
+    """Unload one model (None: the built-in one) from the shared cache, with the ControlNets no other loaded model
+    uses; True if it was loaded."""
     return shared.evict(model)

@@ -16,9 +16,9 @@ MEMORY_POLICIES = ("auto", "gpu", "offload", "sequential")
 class Placement:
     """Where models run: a torch device name, a dtype name, and the memory policy.
 
-    `memory` is "auto" (CPU offload when a model would not fit in free GPU memory, as on a Colab T4 with SDXL),
-    "gpu" (always whole on the GPU), "offload" (model CPU offload) or "sequential" (sequential CPU offload,
-    slowest and smallest).
+    `memory` is "auto" (`choose_memory`: whole on the GPU when the model fits its free memory, model CPU offload
+    when only its largest component does, sequential CPU offload when not even that does), "gpu" (always whole on
+    the GPU), "offload" (model CPU offload) or "sequential" (sequential CPU offload, slowest and smallest).
     """
 
     device: str
@@ -69,9 +69,89 @@ def current() -> Placement:
     return Placement(device, best_dtype(device))
 
 
+def available_devices() -> list[str]:
+    """The devices this machine and this torch build can run on, best first ("cuda:0", ..., "mps", "cpu").
+
+    >>> available_devices()[-1]
+    'cpu'
+    """
+    import torch
+
+    found = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        found.append("mps")
+    return found + ["cpu"]
+
+
+def check_device(device) -> str:
+    """The device name for `device` ("cpu", "mps", "cuda" or "cuda:N", or a `torch.device`) if this machine has it;
+    a `TypeError` for another type, a `ValueError` for an unknown name, a `RuntimeError` saying what is available
+    and what to change when the device is not there."""
+    import torch
+
+    if isinstance(device, torch.device):
+        device = str(device)
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a string such as 'cuda', 'cuda:1', 'mps' or 'cpu' (or None for the best "
+                        f"there is), not {type(device).__name__} {device!r}")
+    name = device.strip().lower()
+    kind, _, index = name.partition(":")
+    here = ", ".join(repr(d) for d in available_devices())
+    if kind not in ("cpu", "cuda", "mps") or (index and (kind != "cuda" or not index.isdigit())):
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'mps', not {device!r}; available here: {here}")
+    if kind == "cuda":
+        if torch.version.cuda is None or not torch.backends.cuda.is_built():
+            raise RuntimeError(
+                f"device {device!r} is not available: this torch ({torch.__version__}) was built without CUDA. "
+                f"Available here: {here}. Install a CUDA build of torch (https://pytorch.org/get-started/locally/), "
+                "or use set_device('cpu') or set_device(None) for the best device there is.")
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise RuntimeError(
+                f"device {device!r} is not available: torch has CUDA support but sees no GPU (check the driver, "
+                f"CUDA_VISIBLE_DEVICES, or pick a GPU runtime). Available here: {here}; set_device(None) picks the "
+                "best of them.")
+        if index and int(index) >= count:
+            raise ValueError(f"device {device!r} does not exist: this machine has {count} CUDA "
+                             f"device{'s' if count > 1 else ''} (cuda:0 to cuda:{count - 1}); available here: {here}")
+    if kind == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            why = ("this torch was built without MPS" if mps is None or not mps.is_built()
+                   else "MPS needs an Apple-silicon Mac with macOS 12.3 or later")
+            raise RuntimeError(f"device 'mps' is not available: {why}. Available here: {here}; "
+                               "set_device(None) picks the best of them.")
+    return name
+
+
+def check_dtype(dtype) -> str:
+    """The dtype name ("float16", "bfloat16" or "float32") for a name, an alias ("fp16", "bf16", "fp32", "half") or
+    a `torch.dtype`; a `TypeError` for another type, a `ValueError` for another dtype.
+
+    >>> check_dtype("bf16")
+    'bfloat16'
+    """
+    if not isinstance(dtype, str) and type(dtype).__name__ != "dtype":
+        raise TypeError(f"dtype must be a string such as 'float16', 'bfloat16' or 'float32' (or a torch.dtype), "
+                        f"not {type(dtype).__name__} {dtype!r}")
+    return _dtype_name(dtype)
+
+
+def check_memory(memory) -> str:
+    """`memory` if it is one of the memory policies; a `TypeError` or `ValueError` naming them if not."""
+    if not isinstance(memory, str):
+        raise TypeError(f"memory must be one of {', '.join(MEMORY_POLICIES)}, not {type(memory).__name__} {memory!r}")
+    if memory not in MEMORY_POLICIES:
+        raise ValueError(f"memory must be one of {', '.join(MEMORY_POLICIES)}, not {memory!r}")
+    return memory
+
+
 def set_device(device: str | None = None, dtype: str | None = None, memory: str = "auto") -> Placement:
     """Choose where models load from now on (`None` restores automatic choice). Loaded models are not moved:
     call `ig.cache.clear()` to reload them.
+
+    Every argument is checked before anything changes: a device this machine does not have is a `RuntimeError`
+    that lists the devices it has.
 
     >>> import imagegen_nb as ig
     >>> ig.set_device("cpu").dtype
@@ -79,14 +159,14 @@ def set_device(device: str | None = None, dtype: str | None = None, memory: str 
     >>> _ = ig.set_device(None)
     """
     global _override
-    if memory not in MEMORY_POLICIES:
-        raise ValueError(f"memory must be one of {', '.join(MEMORY_POLICIES)}, not {memory!r}")
+    device = None if device is None else check_device(device)
+    dtype = None if dtype is None else check_dtype(dtype)
+    memory = check_memory(memory)
     if device is None and dtype is None and memory == "auto":
         _override = None
         return current()
     device = device or best_device()
-    dtype = _dtype_name(dtype) if dtype is not None else best_dtype(device)
-    _override = Placement(device, dtype, memory)
+    _override = Placement(device, dtype or best_dtype(device), memory)
     return _override
 
 
@@ -95,7 +175,7 @@ def _dtype_name(dtype) -> str:
     aliases = {"fp16": "float16", "half": "float16", "bf16": "bfloat16", "fp32": "float32", "float": "float32"}
     name = aliases.get(name, name)
     if name not in ("float16", "bfloat16", "float32"):
-        raise ValueError(f"dtype must be float16, bfloat16 or float32, not {dtype!r}")
+        raise ValueError(f"dtype must be float16, bfloat16 or float32 (or fp16, bf16, fp32), not {dtype!r}")
     return name
 
 
@@ -106,3 +186,27 @@ def free_gpu_bytes(device: str) -> int | None:
 
     free, _ = torch.cuda.mem_get_info(device)
     return free
+
+
+HEADROOM = 1.3  # weights times this must fit the free memory: room for activations beside them
+
+
+def choose_memory(model_bytes: int, largest_part_bytes: int, free_bytes: int | None) -> str:
+    """What the "auto" memory policy does with a model of `model_bytes` of weights whose largest component (text
+    encoder, denoiser, VAE) has `largest_part_bytes`, given `free_bytes` of free GPU memory (None: not a GPU whose
+    free memory can be read, such as MPS).
+
+    "gpu" when the whole model fits with room for activations; else "offload" (model CPU offload: one component
+    on the GPU at a time) when its largest component fits so; else "sequential" (layer by layer), as FLUX.1 on a
+    16 GB T4 needs, whose 12-billion-parameter transformer alone is 24 GB in fp16.
+
+    >>> GB = 2**30
+    >>> [choose_memory(7 * GB, 5 * GB, 15 * GB), choose_memory(20 * GB, 10 * GB, 15 * GB),
+    ...  choose_memory(33 * GB, 24 * GB, 15 * GB)]
+    ['gpu', 'offload', 'sequential']
+    """
+    if free_bytes is None or model_bytes * HEADROOM <= free_bytes:
+        return "gpu"
+    if largest_part_bytes * HEADROOM <= free_bytes:
+        return "offload"
+    return "sequential"

@@ -114,6 +114,30 @@ def builtin_path() -> Path:
     return model_path()
 
 
+BUILTIN_CONTROLNET = "builtin:"  # prefix of the built-in model's ControlNet ids ("builtin:canny")
+
+
+def resolve_controlnet(controlnet: str) -> str:
+    """The location to load a ControlNet id from: a "builtin:KIND" id is the built-in model's ControlNet folder;
+    any other id (a Hub id or a local folder) is returned as it is.
+
+    >>> resolve_controlnet("lllyasviel/control_v11p_sd15_canny")
+    'lllyasviel/control_v11p_sd15_canny'
+    >>> Path(resolve_controlnet("builtin:canny")).name
+    'controlnet-canny'
+    """
+    if not controlnet.startswith(BUILTIN_CONTROLNET):
+        return controlnet
+    from .tiny import controlnet_path
+
+    kind = controlnet.removeprefix(BUILTIN_CONTROLNET)
+    path = controlnet_path(kind)
+    if not (path / "config.json").exists():
+        shipped = sorted(c for c in FAMILIES[BUILTIN].controlnets.values())
+        raise ModelNotFoundError(f"the built-in model has no {kind!r} ControlNet; it ships {', '.join(shipped)}")
+    return str(path)
+
+
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
 
 
