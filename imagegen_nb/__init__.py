@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 # public name -> (module, attribute); attribute None means the module itself
 _LAZY: dict[str, tuple[str, str | None]] = {
@@ -24,7 +24,9 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "preprocess": ("preprocessors", "preprocess"),
     "recipe": ("recipes", "recipe"),
     "save": ("recipes", "save"),
-    "regenerate": ("recipes", "regenerate"),
+    "regenerate": ("tasks", "regenerate"),
+    "limits": ("arguments", "limits"),
+    "RecipeError": ("errors", "RecipeError"),
     "Recipe": ("recipes", "Recipe"),
     "models": ("registry", "models"),
     "set_device": ("devices", "set_device"),
@@ -62,13 +64,15 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import cache, devices, registry, steps, teach, tiny
+    from .arguments import limits
     from .devices import set_device
     from .display import grid
+    from .errors import RecipeError
     from .preprocessors import preprocess
-    from .recipes import Recipe, recipe, regenerate, save
+    from .recipes import Recipe, recipe, save
     from .registry import models
     from .steps import Run
-    from .tasks import control, edit, generate, inpaint
+    from .tasks import control, edit, generate, inpaint, regenerate
     from .traces import Trace, trace
     from .widgets.mask_canvas import MaskCanvas
     from .widgets.studio import Studio

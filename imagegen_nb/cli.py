@@ -6,6 +6,9 @@
     imagegen-nb control sketch.png "a red circle" --kind canny -o controlled.png
     imagegen-nb regenerate out.png -o again.png
     imagegen-nb models
+
+An existing output file is never replaced unless --overwrite is given; without -o, pictures go to the first free
+name of out.png, out-2.png, ... User errors print one line and exit with status 2 (130 when interrupted).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("prompt")
-    p.add_argument("-o", "--output", type=Path, default=Path("out.png"), help="PNG to write (default: out.png)")
+    _output(p, "out.png")
     p.add_argument("--model", default=None, help="Hub id or local diffusers folder (default: the built-in model)")
     p.add_argument("--negative-prompt", dest="negative_prompt", default=None)
     p.add_argument("--steps", dest="num_inference_steps", type=int, default=None)
@@ -25,6 +28,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--scheduler", default=None)
     p.add_argument("-n", "--num-images", dest="num_images", type=int, default=1)
+
+
+def _output(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("-o", "--output", type=Path, default=None,
+                   help=f"PNG to write (default: the first free name of {default}, ...)")
+    p.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
+    p.set_defaults(default_output=default)
 
 
 def _sized(p: argparse.ArgumentParser) -> None:
@@ -57,22 +67,48 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-preprocess", dest="preprocess", action="store_false")
     r = sub.add_parser("regenerate", help="make a saved picture again from its recipe")
     r.add_argument("source", type=Path)
-    r.add_argument("-o", "--output", type=Path, default=Path("regenerated.png"))
+    _output(r, "regenerated.png")
     r.add_argument("--image", type=Path, default=None, help="input picture of an edit/inpaint")
     r.add_argument("--mask", type=Path, default=None, help="mask of an inpaint")
-    r.add_argument("--control-image", dest="control_image", type=Path, default=None)
+    r.add_argument("--control-image", dest="control_image", type=Path, default=None,
+                   help="the original control picture (the PNG carries the map it made)")
     sub.add_parser("models", help="list the model families and their defaults")
     return parser
 
 
-def _outputs(path: Path, n: int) -> list[Path]:
-    if n == 1:
-        return [path]
-    return [path.with_name(f"{path.stem}-{k}{path.suffix or '.png'}") for k in range(n)]
+def _outputs(args, n: int) -> list[Path]:
+    """The files the pictures go to, all checked before any picture is made."""
+    from .recipes import next_free
+
+    if args.output is None:
+        first = next_free(Path(args.default_output))
+        paths = [first] if n == 1 else [next_free(first.with_name(f"{first.stem}-{k}.png")) for k in range(n)]
+        return paths
+    path = args.output if args.output.suffix else args.output.with_suffix(".png")
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"-o {args.output}: the output must be a .png file (PNG keeps the recipe)")
+    paths = [path] if n == 1 else [path.with_name(f"{path.stem}-{k}{path.suffix}") for k in range(n)]
+    taken = [str(p) for p in paths if p.exists()]
+    if taken and not args.overwrite:
+        raise FileExistsError(f"{', '.join(taken)} already exists; pass --overwrite to replace it, or another -o")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"-o {args.output}: no folder {str(path.parent)!r}")
+    return paths
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return _main(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _main(args) -> int:
     import imagegen_nb as ig
 
     if args.command == "models":
@@ -80,19 +116,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{f.name:14} {f.default_size:>5}px {f.default_steps:>3} steps  guidance {f.default_guidance:<4} "
                   f"{', '.join(f.tasks):32} {f.description}")
         return 0
-    kw = {k: v for k, v in vars(args).items() if k not in ("command", "output") and v is not None}
-    try:
-        if args.command == "regenerate":
-            source = kw.pop("source")
-            images = ig.regenerate(source, **kw)
-        else:
-            images = getattr(ig, args.command)(**kw)
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    skip = ("command", "output", "overwrite", "default_output")
+    kw = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
+    paths = _outputs(args, 1 if args.command == "regenerate" else kw.get("num_images", 1))
+    if args.command == "regenerate":
+        images = ig.regenerate(kw.pop("source"), **kw)
+    else:
+        images = getattr(ig, args.command)(**kw)
     images = images if isinstance(images, list) else [images]
-    for image, path in zip(images, _outputs(args.output, len(images))):
-        print(ig.save(image, path))
+    for image, path in zip(images, paths):
+        print(ig.save(image, path, overwrite=args.overwrite))
     return 0
 
 

@@ -17,3 +17,13 @@ class UnsafeModelFileError(ValueError):
 
 class OutOfMemoryError(RuntimeError):
     """The device ran out of memory; the cache stays usable."""
+
+
+class RecipeError(ValueError):
+    """A picture's recipe is damaged or sets something a recipe may not set.
+
+    >>> import imagegen_nb as ig
+    >>> ig.Recipe.from_dict([])
+    Traceback (most recent call last):
+    imagegen_nb.errors.RecipeError: this picture's recipe is damaged: it should be a JSON object, not list
+    """

@@ -9,24 +9,46 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 
+def open_file(path, name: str = "image") -> Image.Image:
+    """A picture file opened and decoded, with errors that name the argument (and a size check before decoding)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{name}: no file at {str(path)!r}")
+    try:
+        image = Image.open(path)
+    except Exception as err:  # PIL raises many kinds for a file it cannot read
+        raise ValueError(f"{name}: {str(path)!r} is not an image PIL can read ({type(err).__name__})") from None
+    _check_pixels(image.width, image.height, name)
+    try:
+        image.load()
+    except Exception as err:
+        raise ValueError(f"{name}: {str(path)!r} is damaged: PIL could not decode it ({err})") from None
+    return image
+
+
+def _check_pixels(width: int, height: int, name: str) -> None:
+    from .arguments import limits
+
+    if width * height > limits.max_input_pixels:
+        raise ValueError(f"{name} is {width}x{height} ({width * height / 1e6:.0f} megapixels): the limit is "
+                         f"{limits.max_input_pixels} pixels (ig.limits.max_input_pixels); resize it first, or "
+                         f"raise the limit on purpose: ig.limits.max_input_pixels = {width * height}")
+
+
 def to_image(image, name: str = "image") -> Image.Image:
-    """An RGB PIL image from a PIL image of any mode, a path, or a numpy array (H, W), (H, W, 3|4) of uint8 or
-    0-1 floats. RGBA is composited on white, L and P are converted: diffusion models take RGB."""
+    """An RGB PIL image from a PIL image of any mode, a path, or a numpy array (H, W), (H, W, 3|4) of uint8,
+    uint16 or 0-1 floats. RGBA is composited on white, L and P are converted: diffusion models take RGB. 16-bit,
+    32-bit and float pictures (modes I;16, I, F) are scaled to 0-255, not clipped."""
     if isinstance(image, (str, os.PathLike)):
-        path = Path(image)
-        if not path.exists():
-            raise FileNotFoundError(f"{name}: no file at {str(path)!r}")
-        try:
-            image = Image.open(path)
-            image.load()
-        except Exception as err:
-            raise ValueError(f"{name}: {str(path)!r} is not an image PIL can read ({err})") from None
+        image = open_file(image, name)
     elif isinstance(image, np.ndarray):
         image = _array_to_pil(image, name)
     elif not isinstance(image, Image.Image):
         raise TypeError(f"{name} must be a PIL image, a numpy array or a path, not {type(image).__name__}")
     if image.width == 0 or image.height == 0:
         raise ValueError(f"{name} is empty ({image.width}x{image.height})")
+    _check_pixels(image.width, image.height, name)
+    image = _to_8bit(image, name)
     if image.mode == "RGB":
         return image
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
@@ -35,6 +57,28 @@ def to_image(image, name: str = "image") -> Image.Image:
         canvas.paste(rgba, mask=rgba.getchannel("A"))
         return canvas
     return image.convert("RGB")
+
+
+def _to_8bit(image: Image.Image, name: str) -> Image.Image:
+    """Deep greyscale pictures as mode L, scaled: PIL's own convert clips 16-bit values at 255 (almost white)."""
+    if not (image.mode.startswith("I") or image.mode == "F"):
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError(f"{name} holds NaN or infinite values")
+    if image.mode.startswith("I;16"):
+        top = 65535.0
+    elif image.mode == "F":
+        top = 1.0 if values.min() >= 0 and values.max() <= 1 else None
+        if top is None:
+            raise ValueError(f"{name} is a float picture with values in [{values.min():.3g}, {values.max():.3g}]; "
+                             "scale it to [0, 1] first")
+    else:  # 32-bit integers: PNG stores 16-bit greyscale this way
+        if values.min() < 0 or values.max() > 65535:
+            raise ValueError(f"{name} is a 32-bit picture with values in [{values.min():.0f}, {values.max():.0f}]; "
+                             "scale it to 0-65535 (16-bit) or 0-255 first")
+        top = 65535.0
+    return Image.fromarray(np.round(values / top * 255).astype(np.uint8), mode="L")
 
 
 def _array_to_pil(arr: np.ndarray, name: str) -> Image.Image:
@@ -47,12 +91,17 @@ def _array_to_pil(arr: np.ndarray, name: str) -> Image.Image:
     if arr.dtype == bool:
         arr = arr.astype(np.uint8) * 255
     elif np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} array holds NaN or infinite values")
         if arr.min() < 0 or arr.max() > 1:
             raise ValueError(f"{name} float array must hold values in [0, 1], got [{arr.min():.3g}, {arr.max():.3g}]")
         arr = np.round(arr * 255).astype(np.uint8)
+    elif arr.dtype == np.uint16:  # 16-bit pictures (from PNG or TIFF readers): scale, do not clip
+        arr = np.round(arr.astype(np.float64) / 65535 * 255).astype(np.uint8)
     elif arr.dtype != np.uint8:
         if arr.min() < 0 or arr.max() > 255:
-            raise ValueError(f"{name} integer array must hold values in [0, 255]")
+            raise ValueError(f"{name} integer array must hold values in [0, 255] (or be uint16 for 16-bit), got "
+                             f"[{arr.min()}, {arr.max()}]")
         arr = arr.astype(np.uint8)
     return Image.fromarray(arr)
 
@@ -66,9 +115,9 @@ def to_mask(mask, size: tuple[int, int] | None = None, *, resize: bool = False) 
     if isinstance(mask, np.ndarray):
         pil = _array_to_pil(mask, "mask")
     elif isinstance(mask, (str, os.PathLike)):
-        pil = Image.open(mask)
+        pil = _to_8bit(open_file(mask, "mask"), "mask")
     elif isinstance(mask, Image.Image):
-        pil = mask
+        pil = _to_8bit(mask, "mask")
     else:
         raise TypeError(f"mask must be a PIL image, a numpy array, a path or have a .mask attribute, "
                         f"not {type(mask).__name__}")

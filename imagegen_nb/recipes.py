@@ -1,5 +1,8 @@
 """Recipes: everything needed to make a picture again, carried in `image.info` and in PNG text chunks.
 
+A recipe is data, never authority: reading one checks every field like a call argument, and it can set only the
+generation parameters it records (never `allow_pickle`, a dtype or a number of pictures).
+
 >>> import imagegen_nb as ig
 >>> image = ig.generate("a red circle", seed=1)
 >>> ig.recipe(image)["seed"]
@@ -11,16 +14,37 @@ True
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+import keyword
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, PngImagePlugin
 
+from . import arguments
+from .errors import RecipeError
+from .registry import TASK_INPUTS, TASKS
+
 INFO_KEY = "imagegen_nb"  # key in image.info and PNG text chunk holding the recipe as JSON
 INPUTS_KEY = "imagegen_nb.inputs"  # key in image.info holding the input pictures of edit/inpaint/control
+CONTROL_MAP_KEY = "imagegen_nb.control_map"  # PNG text chunk: the control map as a base64 PNG
+
+# diffusers scheduler class -> the sampler name AUTOMATIC1111 writes (and tools that read its metadata expect)
+A1111_SAMPLERS = {
+    "DDIMScheduler": "DDIM", "DDPMScheduler": "DDPM", "PNDMScheduler": "PLMS", "EulerDiscreteScheduler": "Euler",
+    "EulerAncestralDiscreteScheduler": "Euler a", "DPMSolverMultistepScheduler": "DPM++ 2M",
+    "DPMSolverSinglestepScheduler": "DPM++ SDE", "UniPCMultistepScheduler": "UniPC", "LCMScheduler": "LCM",
+    "HeunDiscreteScheduler": "Heun", "LMSDiscreteScheduler": "LMS", "KDPM2DiscreteScheduler": "DPM2",
+    "KDPM2AncestralDiscreteScheduler": "DPM2 a", "FlowMatchEulerDiscreteScheduler": "Euler",
+}
+# What a recipe's `extra` (the pipeline arguments it records) may never set: the task functions' own controls.
+NOT_EXTRA = {"allow_pickle", "dtype", "num_images", "run", "progress", "model", "prompt", "seed", "scheduler",
+             "generator", "num_images_per_prompt", "output_type", "callback_on_step_end", "callback", "image",
+             "mask", "mask_image", "control_image", "return_dict", "resize", "preprocess", "controlnet"}
 
 
 @dataclass
@@ -52,25 +76,48 @@ class Recipe:
     extra: dict[str, Any] = field(default_factory=dict)  # other pipeline keyword arguments
     version: str = ""
     stopped_at: int | None = None  # set when a run was stopped before its last step
+    preprocess: bool | None = None  # control: whether the map was made from the picture (False: it was the map)
+    sampler: str | None = None  # the diffusers scheduler class that ran (the model's own when scheduler is None)
+    dtype: str | None = None  # the precision the pipeline ran at; regenerate warns when it differs
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps(asdict(self), sort_keys=True, allow_nan=False)
 
     @classmethod
-    def from_dict(cls, data: dict) -> Recipe:
+    def from_dict(cls, data) -> Recipe:
+        """A recipe from its JSON form, every field checked; a `RecipeError` says what is damaged."""
+        if not isinstance(data, dict):
+            raise RecipeError(f"this picture's recipe is damaged: it should be a JSON object, not "
+                              f"{type(data).__name__}")
+        missing = [f.name for f in fields(cls) if f.name in _REQUIRED and f.name not in data]
+        if missing:
+            raise RecipeError(f"this picture's recipe is damaged: it has no {', '.join(missing)}")
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        try:
+            return cls(**{k: _check_field(k, v) for k, v in known.items()})
+        except (TypeError, ValueError) as err:
+            if isinstance(err, RecipeError):
+                raise
+            raise RecipeError(f"this picture's recipe is damaged: {err}") from None
 
     def parameters(self) -> str:
         """The recipe as an AUTOMATIC1111-style `parameters` string, which many image tools read."""
         lines = [self.prompt]
         if self.negative_prompt:
             lines.append(f"Negative prompt: {self.negative_prompt}")
-        opts = [f"Steps: {self.num_inference_steps}", f"Sampler: {self.scheduler or 'default'}",
-                f"CFG scale: {self.guidance_scale}", f"Seed: {self.seed}", f"Size: {self.width}x{self.height}",
-                f"Model: {self.model or 'tiny'}"]
+        sampler = A1111_SAMPLERS.get(self.sampler or "", self.sampler or "Default")
+        opts = [f"Steps: {self.num_inference_steps}", f"Sampler: {sampler}",
+                f"CFG scale: {self.guidance_scale:g}", f"Seed: {self.seed}", f"Size: {self.width}x{self.height}"]
+        model_hash = weights_hash(self.model)
+        if model_hash:
+            opts.append(f"Model hash: {model_hash}")
+        opts.append(f"Model: {model_name(self.model)}")
         if self.strength is not None:
-            opts.append(f"Denoising strength: {self.strength}")
+            opts.append(f"Denoising strength: {self.strength:g}")
+        if self.task == "control":
+            opts.append(f"ControlNet: \"preprocessor: {self.kind}, model: {model_name(self.controlnet)}, "
+                        f"weight: {self.controlnet_conditioning_scale:g}\"")
+        opts.append(f"Version: imagegen_nb {self.version}")
         lines.append(", ".join(opts))
         return "\n".join(lines)
 
@@ -87,18 +134,61 @@ class Recipe:
         if self.task == "control":
             kw.update(kind=self.kind, controlnet=self.controlnet,
                       controlnet_conditioning_scale=self.controlnet_conditioning_scale)
+            if self.preprocess is not None:
+                kw["preprocess"] = self.preprocess
         kw.update(self.extra)
         return kw
 
     def code(self) -> str:
-        """A line of Python that makes the picture again (inputs of edit/inpaint/control named as variables)."""
-        args = [repr(self.prompt)]
-        inputs = {"edit": ["image"], "inpaint": ["image", "mask"], "control": ["control_image"]}.get(self.task, [])
-        args = inputs + args
+        """A line of Python that makes the picture again (inputs of edit/inpaint/control named as variables).
+        Every value is written with `repr` and every name is checked, so the line is plain data."""
+        args = list(TASK_INPUTS[self.task])
+        args.append(repr(self.prompt))
         for k, v in self.call_kwargs().items():
-            if v is not None:
+            if v is not None and not (k == "preprocess" and v):
                 args.append(f"{k}={v!r}")
         return f"ig.{self.task}({', '.join(args)})"
+
+
+_REQUIRED = ("task", "prompt", "seed", "num_inference_steps", "guidance_scale", "width", "height")
+_OPTIONAL_TEXT = ("model", "negative_prompt", "scheduler", "kind", "controlnet", "sampler", "dtype")
+_OPTIONAL_NUMBER = ("strength", "controlnet_conditioning_scale", "mask_blur")
+
+
+def _check_field(name: str, value):
+    """One recipe field checked like the call argument it stands for."""
+    if name == "task":
+        if value not in TASKS:
+            raise RecipeError(f"this picture's recipe is damaged: its task is {value!r}, not one of "
+                              f"{', '.join(TASKS)}")
+        return value
+    if name in ("prompt", "family", "version"):
+        return arguments.text(name, value)
+    if name in _OPTIONAL_TEXT:
+        return arguments.text(name, value, optional=True)
+    if name in ("seed", "num_inference_steps", "width", "height"):
+        return arguments.integer(name, value, low=0 if name == "seed" else 1)
+    if name == "stopped_at":
+        return None if value is None else arguments.integer(name, value, low=0)
+    if name == "guidance_scale":
+        return arguments.number(name, value, low=0)
+    if name in _OPTIONAL_NUMBER:
+        return None if value is None else arguments.number(name, value, low=0)
+    if name == "preprocess":
+        return arguments.flag(name, value, optional=True)
+    if name == "extra":
+        if not isinstance(value, dict):
+            raise RecipeError(f"this picture's recipe is damaged: extra should be an object, not "
+                              f"{type(value).__name__}")
+        for key in value:
+            if not isinstance(key, str) or not key.isidentifier() or keyword.iskeyword(key):
+                raise RecipeError(f"this picture's recipe is damaged: {key!r} is not an argument name")
+            if key in NOT_EXTRA or key in Recipe.__dataclass_fields__:
+                raise RecipeError(f"this picture's recipe sets {key!r}, which a picture may not set; a recipe "
+                                  "holds only generation parameters (pass it yourself if you mean it)")
+            arguments.recordable(key, value[key])
+        return value
+    return value
 
 
 def attach(image: Image.Image, recipe: Recipe, inputs: dict[str, Image.Image] | None = None) -> Image.Image:
@@ -109,85 +199,158 @@ def attach(image: Image.Image, recipe: Recipe, inputs: dict[str, Image.Image] | 
     return image
 
 
+def open_picture(image_or_path, name: str = "image") -> Image.Image:
+    """A PIL image from an image or a path, with an error that says what is wrong with a file."""
+    if isinstance(image_or_path, Image.Image):
+        return image_or_path
+    if not isinstance(image_or_path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a PIL image or a path, not {type(image_or_path).__name__}")
+    from .inputs import open_file
+
+    image = open_file(image_or_path, name)
+    return image
+
+
+def read(image_or_path) -> Recipe:
+    """The checked recipe of a picture (a `RecipeError` when it is damaged, ValueError when it has none)."""
+    image = open_picture(image_or_path)
+    text = image.info.get(INFO_KEY)
+    if text is None:
+        raise ValueError("this image carries no imagegen_nb recipe: it was not made by imagegen_nb, or was saved "
+                         "without one (use ig.save(image, path) to keep it)")
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError) as err:
+        raise RecipeError(f"this picture's recipe is damaged: it is not valid JSON ({err})") from None
+    return Recipe.from_dict(data)
+
+
 def recipe(image_or_path) -> dict[str, Any]:
     """The recipe of a picture made by imagegen_nb, from the image itself or a PNG saved with `ig.save`.
 
-    Raises ValueError when the picture carries no recipe.
+    Raises ValueError when the picture carries no recipe, `ig.RecipeError` when it is damaged.
 
     >>> import imagegen_nb as ig
     >>> ig.recipe(ig.generate("a blue square", seed=2))["seed"]
     2
     """
-    image = _open(image_or_path)
-    text = image.info.get(INFO_KEY)
-    if text is None:
-        raise ValueError("this image carries no imagegen_nb recipe: it was not made by imagegen_nb, or was saved "
-                         "without one (use ig.save(image, path) to keep it)")
-    return json.loads(text)
+    return asdict(read(image_or_path))
 
 
-def _open(image_or_path) -> Image.Image:
-    if isinstance(image_or_path, Image.Image):
-        return image_or_path
-    if isinstance(image_or_path, (str, os.PathLike)):
-        return Image.open(image_or_path)
-    raise TypeError(f"expected a PIL image or a path, not {type(image_or_path).__name__}")
+def inputs_of(image: Image.Image) -> dict[str, Image.Image]:
+    """The input pictures a result carries: in memory for this session's results, and a saved control picture's
+    map from its PNG chunk."""
+    kept = dict(image.info.get(INPUTS_KEY, {}))
+    encoded = image.info.get(CONTROL_MAP_KEY)
+    if "control_image" not in kept and isinstance(encoded, str):
+        try:
+            control_map = Image.open(io.BytesIO(base64.b64decode(encoded, validate=True)))
+            control_map.load()
+        except Exception as err:  # a damaged chunk: say so rather than make a different picture
+            raise RecipeError(f"this picture's control map is damaged ({type(err).__name__}); pass "
+                              "control_image= to make it again") from None
+        kept["control_image"] = control_map.convert("RGB")
+    return kept
 
 
-def save(image: Image.Image, path: str | os.PathLike) -> Path:
-    """Write a picture as PNG with its recipe in text chunks (JSON under "imagegen_nb", and "parameters").
+def next_free(path: Path) -> Path:
+    """`path` if no file is there, else the first of `stem-2.png`, `stem-3.png`, ... that is free."""
+    if not path.exists():
+        return path
+    k = 2
+    while (candidate := path.with_name(f"{path.stem}-{k}{path.suffix}")).exists():
+        k += 1
+    return candidate
+
+
+def save(image: Image.Image, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write a picture as PNG with its recipe in text chunks (JSON under "imagegen_nb", and "parameters"), and a
+    control picture's map, so `ig.regenerate(path)` can make it again. Returns the path written.
+
+    An existing file is never replaced unless `overwrite=True`. A folder as `path` saves into it under the next
+    free name (`image.png`, `image-2.png`, ...).
 
     >>> import imagegen_nb as ig, tempfile, os
     >>> path = ig.save(ig.generate("a blue square", seed=3), os.path.join(tempfile.mkdtemp(), "out.png"))
     >>> ig.recipe(path)["prompt"]
     'a blue square'
     """
-    path = Path(path)
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"image must be a PIL image, not {type(image).__name__}")
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a string or a path, not {type(path).__name__}")
+    overwrite = arguments.flag("overwrite", overwrite)
+    path = Path(path).expanduser()
+    if path.is_dir():
+        path = next_free(path / "image.png")
     if path.suffix.lower() not in (".png", ""):
         raise ValueError(f"ig.save writes PNG (the format that keeps the recipe), not {path.suffix}; "
                          "use a .png path, or image.save(path) to write without the recipe")
     if path.suffix == "":
         path = path.with_suffix(".png")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{str(path)!r} already exists; pass overwrite=True to replace it, or another name")
     info = PngImagePlugin.PngInfo()
     text = image.info.get(INFO_KEY)
     if text is not None:
-        info.add_text(INFO_KEY, text)
-        info.add_text("parameters", Recipe.from_dict(json.loads(text)).parameters())
+        r = read(image)
+        chunks = {INFO_KEY: text, "parameters": r.parameters()}
+        control_map = image.info.get(INPUTS_KEY, {}).get("control_image")
+        if control_map is not None:
+            chunks[CONTROL_MAP_KEY] = _png_base64(control_map)
+        for key, value in chunks.items():
+            if len(value) > PngImagePlugin.MAX_TEXT_CHUNK:
+                raise ValueError(f"the picture's {key} is {len(value)} bytes, more than a PNG text chunk that "
+                                 f"Pillow reads back ({PngImagePlugin.MAX_TEXT_CHUNK}); shorten the prompt or the "
+                                 "pipeline arguments, or save with image.save(path) without the recipe")
+            info.add_text(key, value, zip=key == CONTROL_MAP_KEY)
+    path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, pnginfo=info)
     return path
 
 
-def regenerate(image_or_path, **overrides):
-    """Make a picture again from its recipe: bitwise the same on CPU. Keyword arguments override recipe entries.
+def _png_base64(image: Image.Image) -> str:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", optimize=True)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
 
-    Edit, inpaint and control pictures also need their input pictures: images returned in this session carry
-    them; for a saved PNG pass them again (`image=`, `mask=`, `control_image=`).
 
-    >>> import imagegen_nb as ig, numpy as np
-    >>> image = ig.generate("two green triangles", seed=5)
-    >>> bool((np.asarray(ig.regenerate(image)) == np.asarray(image)).all())
-    True
-    """
-    from . import tasks
+def model_name(model: str | None) -> str:
+    """A model's name as other tools show it: the built-in's name, a Hub id, or a local folder's or file's name
+    (never the absolute path, which says where the user keeps files)."""
+    if model is None:
+        return "tiny"
+    path = Path(model)
+    return path.stem if path.is_absolute() or path.exists() else model
 
-    image = _open(image_or_path)
-    r = Recipe.from_dict(recipe(image))
-    kwargs = r.call_kwargs()
-    inputs = dict(image.info.get(INPUTS_KEY, {}))
-    inputs.update({k: overrides.pop(k) for k in ("image", "mask", "control_image") if k in overrides})
-    kwargs.update(overrides)
-    unrecorded = [k for k, v in kwargs.items() if isinstance(v, str) and v.startswith("<") and "not recorded" in v]
-    if unrecorded:
-        raise ValueError(f"this picture was made with {', '.join(unrecorded)} that a recipe cannot hold (a tensor); "
-                         f"pass {', '.join(f'{k}=...' for k in unrecorded)} again to ig.regenerate")
-    prompt = kwargs.pop("prompt", r.prompt)
-    needed = {"edit": ("image",), "inpaint": ("image", "mask"), "control": ("control_image",)}.get(r.task, ())
-    missing = [n for n in needed if n not in inputs]
-    if missing:
-        raise ValueError(f"this {r.task} picture needs its input {' and '.join(missing)} to be made again; "
-                         f"pass {', '.join(f'{n}=...' for n in missing)}")
-    if r.task == "control":
-        kwargs["preprocess"] = False  # the stored control image is already the map
-    fn = getattr(tasks, r.task)
-    return fn(*[inputs[n] for n in needed], prompt, **kwargs)
+
+def weights_hash(model: str | None) -> str | None:
+    """A1111's "Model hash": the first 10 hex digits of the sha256 of the model's weights file (a single-file
+    checkpoint, or a diffusers folder's UNet or transformer weights); None for a Hub id not on this disk."""
+    from .registry import builtin_path
+
+    path = builtin_path() if model is None else Path(model)
+    if path.is_dir():
+        found = sorted(path.glob("unet/*.safetensors")) + sorted(path.glob("transformer/*.safetensors"))
+        if not found:
+            return None
+        path = found[0]
+    if not path.is_file():
+        return None
+    return _sha256_prefix(str(path.resolve()), path.stat().st_mtime_ns, path.stat().st_size)
+
+
+def _sha256_prefix(path: str, mtime_ns: int, size: int) -> str:
+    key = (path, mtime_ns, size)
+    if key not in _HASHES:
+        import hashlib
+
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        _HASHES[key] = digest.hexdigest()[:10]
+    return _HASHES[key]
+
+
+_HASHES: dict[tuple, str] = {}

@@ -16,7 +16,9 @@ from pathlib import Path
 from .errors import ModelNotFoundError, UnsafeModelFileError, UnsupportedTaskError
 
 TASKS = ("generate", "edit", "inpaint", "control")
+TASK_INPUTS = {"generate": (), "edit": ("image",), "inpaint": ("image", "mask"), "control": ("control_image",)}
 BUILTIN = "tiny"  # the name of the built-in teaching model
+BUILTIN_DIT = "tiny-dit"  # the built-in model's transformer form (imagegen_nb.tiny.dit)
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,8 @@ class Family:
     call_kwargs: dict = field(default_factory=dict)  # always passed to the pipeline
     default_scheduler: str | None = None  # None: the scheduler the model ships with
     flow: bool = False  # trained by flow matching (velocity prediction) rather than noise prediction
+    guidance_off_at: float = 1.0  # classifier-free guidance (and so negative_prompt) works above this guidance_scale
+    true_cfg: bool = False  # guidance-distilled: a negative prompt needs true_cfg_scale > 1 (FLUX)
     description: str = ""
 
     def check_task(self, task: str) -> None:
@@ -52,6 +56,11 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
     Family("tiny", "StableDiffusionPipeline", 64, 12, 4.0, control_image_arg="image",
            controlnets={"canny": "builtin:canny"},
            description="built-in teaching model: flat shapes on plain backgrounds, 64x64, fast on CPU"),
+    # Z-Image's guidance g combines pos + g (pos - neg): ordinary classifier-free guidance at scale g + 1
+    Family(BUILTIN_DIT, "ZImagePipeline", 64, 8, 3.0, flow=True, size_factor=8, tasks=("generate", "edit", "inpaint"),
+           guidance_off_at=0.0,
+           description="built-in teaching model, transformer form: the same shapes world, a single-stream "
+                       "flow-matching DiT run by ZImagePipeline"),
     Family("sd15", "StableDiffusionPipeline", 512, 30, 7.5, control_image_arg="image",
            repo_ids=("stable-diffusion-v1-5/stable-diffusion-v1-5", "runwayml/stable-diffusion-v1-5"),
            controlnets={"canny": "lllyasviel/control_v11p_sd15_canny", "depth": "lllyasviel/control_v11f1p_sd15_depth",
@@ -73,14 +82,14 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
     Family("flux-schnell", "FluxPipeline", 1024, 4, 0.0, flow=True, size_factor=16,
            repo_ids=("black-forest-labs/FLUX.1-schnell",),
            controlnets={"canny": "InstantX/FLUX.1-dev-Controlnet-Canny"},
-           call_kwargs={"max_sequence_length": 256},
+           call_kwargs={"max_sequence_length": 256}, true_cfg=True,
            description="FLUX.1-schnell: 4-step distilled flow matching"),
     Family("flux-dev", "FluxPipeline", 1024, 28, 3.5, flow=True, size_factor=16,
            repo_ids=("black-forest-labs/FLUX.1-dev",),
-           controlnets={"canny": "InstantX/FLUX.1-dev-Controlnet-Canny"},
+           controlnets={"canny": "InstantX/FLUX.1-dev-Controlnet-Canny"}, true_cfg=True,
            description="FLUX.1-dev: guidance-distilled flow matching"),
     Family("zimage-turbo", "ZImagePipeline", 1024, 9, 0.0, flow=True, size_factor=16,
-           repo_ids=("Tongyi-MAI/Z-Image-Turbo",),
+           repo_ids=("Tongyi-MAI/Z-Image-Turbo",), guidance_off_at=0.0,
            controlnets={"canny": "alibaba-pai/Z-Image-Turbo-Fun-Controlnet-Union"},
            description="Z-Image Turbo: 8-step distilled single-stream DiT"),
     Family("pixart-sigma", "PixArtSigmaPipeline", 1024, 20, 4.5, tasks=("generate",),
@@ -103,7 +112,7 @@ def models() -> list[Family]:
     """Every family the registry knows, the built-in model first.
 
     >>> [f.name for f in models()][:3]
-    ['tiny', 'sd15', 'sd-turbo']
+    ['tiny', 'tiny-dit', 'sd15']
     """
     return list(FAMILIES.values())
 
@@ -112,6 +121,16 @@ def builtin_path() -> Path:
     from .tiny import model_path
 
     return model_path()
+
+
+def builtin_dit_path() -> Path:
+    from .tiny import model_path
+
+    return model_path("dit")
+
+
+# the tokenizer classes a word-level tokenizer.json saves as (transformers 5, 4); Z-Image's own is Qwen2Tokenizer
+_WORD_TOKENIZERS = ("TokenizersBackend", "PreTrainedTokenizerFast")
 
 
 BUILTIN_CONTROLNET = "builtin:"  # prefix of the built-in model's ControlNet ids ("builtin:canny")
@@ -149,6 +168,8 @@ def resolve(model: str | Path | None, *, allow_pickle: bool = False) -> tuple[st
     """
     if model is None or str(model) == BUILTIN:
         return str(builtin_path()), FAMILIES[BUILTIN]
+    if str(model) == BUILTIN_DIT:
+        return str(builtin_dit_path()), FAMILIES[BUILTIN_DIT]
     path = Path(str(model)).expanduser()
     if path.suffix.lower() in PICKLE_SUFFIXES + (".safetensors",):
         if path.suffix.lower() != ".safetensors" and not allow_pickle:
@@ -176,6 +197,8 @@ def family_of(model: str | Path) -> Family:
         return _REGISTERED[key]
     if key == BUILTIN or Path(key).resolve() == builtin_path().resolve():
         return FAMILIES[BUILTIN]
+    if key == BUILTIN_DIT or Path(key).resolve() == builtin_dit_path().resolve():
+        return FAMILIES[BUILTIN_DIT]
     if key.lower() in _BY_REPO:
         return _BY_REPO[key.lower()]
     if key in FAMILIES:
@@ -186,6 +209,8 @@ def family_of(model: str | Path) -> Family:
     cls = index.get("_class_name", "")
     if cls == "StableDiffusionPipeline" and (index.get("text_encoder") or [None, None])[1] == "T5EncoderModel":
         return FAMILIES[BUILTIN]  # a model of the built-in kind (e.g. one trained with imagegen_nb.tiny.train)
+    if cls == "ZImagePipeline" and (index.get("tokenizer") or [None, None])[1] in _WORD_TOKENIZERS:
+        return FAMILIES[BUILTIN_DIT]  # the built-in transformer's kind (e.g. one trained with tiny.train_dit)
     for suffix in ("Img2ImgPipeline", "InpaintPipeline", "Pipeline"):
         base = cls.removesuffix(suffix) + "Pipeline" if cls.endswith(suffix) else cls
         if base in _BY_CLASS:

@@ -9,80 +9,181 @@ its pipeline from the shared cache, runs it, and returns pictures that carry the
 
 from __future__ import annotations
 
-import random
+import math
 from typing import Any
 
 from PIL import Image
 
+from . import arguments, inputs, recipes, registry, schedulers
 from . import cache as _cache
-from . import inputs, registry, schedulers
+from ._version import __version__
 from .display import ImageList, mark
 from .errors import OutOfMemoryError
 from .recipes import Recipe, attach
 from .steps import Run, watch
 
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
-
-
-def _check_common(num_inference_steps, guidance_scale, strength=None) -> None:
-    if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
-        raise ValueError(f"num_inference_steps must be an integer of at least 1, not {num_inference_steps!r}")
-    if guidance_scale < 0:
-        raise ValueError(f"guidance_scale must be 0 or more (0 or 1 turns guidance off), not {guidance_scale!r}")
-    if strength is not None and not 0 < strength <= 1:
-        raise ValueError(f"strength must be in (0, 1] (how far down the noise schedule the edit starts; "
-                         f"1 ignores the image), not {strength!r}")
+# The arguments every task function names itself; anything else is passed to the pipeline, if it takes it.
+_OWN = ("prompt", "model", "negative_prompt", "num_inference_steps", "guidance_scale", "width", "height", "seed",
+        "num_images", "scheduler", "progress", "run", "dtype", "allow_pickle")
+_OWN_BY_TASK = {"generate": (), "edit": ("image", "strength"),
+                "inpaint": ("image", "mask", "strength", "mask_blur", "resize"),
+                "control": ("control_image", "kind", "controlnet", "controlnet_conditioning_scale", "preprocess")}
+# Per-picture arguments a recipe holds but no pipeline call takes (they are the task function's own).
+_NOT_PIPELINE = ("resize", "kind", "preprocess", "mask_blur", "mask", "controlnet")
 
 
-def _seeds(seed: int | None, n: int) -> list[int]:
-    if seed is None:
-        seed = random.SystemRandom().randrange(2**32)
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, not {seed!r}")
-    return [seed + i for i in range(n)]
+def _own_names(task: str) -> tuple[str, ...]:
+    own = _OWN + _OWN_BY_TASK[task]
+    return own if task != "inpaint" else tuple(n for n in own if n not in ("width", "height"))
+
+
+def _precheck_pipeline_kwargs(task: str, pipeline_kwargs: dict[str, Any]) -> None:
+    """Refuse at once the names no pipeline should get from a user: ones the task sets itself, and the common
+    names from other tools (`steps`, `guidance`, ...)."""
+    for name in pipeline_kwargs:
+        if name in arguments.MANAGED:
+            raise TypeError(f"{task}() does not take {name!r}: {arguments.MANAGED[name]}")
+        if name in arguments.ALIASES or name in _NOT_PIPELINE:
+            raise arguments.unknown_argument(task, name, _own_names(task))
+
+
+def _check_pipeline_kwargs(task: str, pipe, pipeline_kwargs: dict[str, Any], managed: set[str]) -> dict[str, Any]:
+    """Every extra argument must be one the pipeline's `__call__` names (its `**kwargs` swallow typos silently);
+    returns the arguments as the recipe records them."""
+    import inspect
+
+    params = inspect.signature(type(pipe).__call__).parameters
+    accepted = {n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and n != "self"}
+    passable = accepted - managed - set(arguments.MANAGED)
+    for name in pipeline_kwargs:
+        if name not in passable:
+            raise arguments.unknown_argument(task, name, set(_own_names(task)) | passable)
+    return {name: arguments.recordable(name, value) for name, value in pipeline_kwargs.items()}
+
+
+def _guidance_applies(family: registry.Family, guidance: float, pipeline_kwargs: dict[str, Any]) -> bool:
+    """Whether the call runs a negative (unconditional) branch, so a negative prompt changes the picture."""
+    if family.true_cfg:
+        return float(pipeline_kwargs.get("true_cfg_scale", 1.0)) > 1
+    return guidance > family.guidance_off_at
+
+
+def _check_negative_prompt(family: registry.Family, negative_prompt, guidance: float, pipeline_kwargs) -> None:
+    if negative_prompt is None or _guidance_applies(family, guidance, pipeline_kwargs):
+        return
+    if family.true_cfg:
+        raise ValueError(f"{family.name} models ignore negative_prompt unless true classifier-free guidance is on; "
+                         "pass true_cfg_scale=4.0 (or more than 1) with it, which doubles the work per step, or "
+                         "drop negative_prompt")
+    raise ValueError(f"negative_prompt has no effect at guidance_scale={guidance:g}: {family.name} models run "
+                     f"the negative branch only when guidance_scale is more than {family.guidance_off_at:g}; raise "
+                     "guidance_scale or drop negative_prompt")
 
 
 def _prompts(prompt, num_images: int) -> tuple[list[str], bool]:
     if isinstance(prompt, str):
-        prompts = [prompt] * num_images
-        return prompts, num_images > 1
+        arguments.text("prompt", prompt)
+        return [prompt] * num_images, num_images > 1
     if isinstance(prompt, (list, tuple)) and prompt and all(isinstance(p, str) for p in prompt):
+        for p in prompt:
+            arguments.text("prompt", p)
         return [p for p in prompt for _ in range(num_images)], True
     raise TypeError(f"prompt must be a string or a non-empty list of strings, not {prompt!r}")
+
+
+def _check_size(width, height, family: registry.Family) -> tuple[int, int]:
+    width = arguments.integer("width", width, low=1)
+    height = arguments.integer("height", height, low=1)
+    inputs.check_size(width, height, family.size_factor, family.name)
+    largest = arguments.limits.max_side_factor * family.default_size
+    if max(width, height) > largest:
+        raise ValueError(
+            f"{width}x{height} is more than {arguments.limits.max_side_factor}x the {family.default_size} px "
+            f"{family.name} models are made for (at most {largest} px a side; ig.limits.max_side_factor); "
+            f"to go past it on purpose: ig.limits.max_side_factor = {-(-max(width, height) // family.default_size)}")
+    return width, height
+
+
+def _check_strength(strength, steps: int) -> float:
+    strength = arguments.number("strength", strength, low=0, high=1, low_open=True,
+                                hint=" (how far down the noise schedule the edit starts; 1 ignores the image)")
+    if int(steps * strength) < 1:
+        raise ValueError(f"strength={strength:g} with num_inference_steps={steps} runs no denoising step "
+                         f"(int({steps} x {strength:g}) = 0); raise strength to at least {1 / steps:.3g} or "
+                         f"num_inference_steps to at least {math.ceil(1 / strength)}")
+    return strength
+
+
+def _check_run(run) -> Run | None:
+    if run is not None and not isinstance(run, Run):
+        raise TypeError(f"run must be an ig.Run or None, not {type(run).__name__}")
+    return run
+
+
+def _size_for(image: Image.Image, width, height, factor: int) -> tuple[int, int]:
+    """The output size of a task that starts from a picture: the picture's, or the one asked for; one side given
+    alone keeps the picture's aspect ratio."""
+    if width is None and height is None:
+        return inputs.fit_size(image, factor)
+    if width is not None and height is not None:
+        return width, height
+    if width is not None:
+        width = arguments.integer("width", width, low=1)
+        return width, max(factor, round(width * image.height / image.width) // factor * factor)
+    height = arguments.integer("height", height, low=1)
+    return max(factor, round(height * image.width / image.height) // factor * factor), height
 
 
 def _run(task: str, prompt, *, model, seed, num_images, num_inference_steps, guidance_scale, width, height,
          negative_prompt, scheduler, progress, run: Run | None, dtype, allow_pickle, controlnet=None,
          call: dict[str, Any], recipe_extra: dict[str, Any], inputs_kept: dict[str, Image.Image] | None,
-         size_from: Image.Image | None, post=None, pipeline_kwargs: dict[str, Any]):
-    """The part all four tasks share: pipeline from the cache, checks, one pipeline call per image, recipes."""
+         post=None, pipeline_kwargs: dict[str, Any]):
+    """The part all four tasks share: checks, pipeline from the cache, one pipeline call per image, recipes."""
     import torch
 
+    # 1. Check every argument before any work, so nothing unchecked reaches a pipeline or a recipe.
     shared = _cache.shared
     _, family = registry.resolve(model, allow_pickle=allow_pickle)
     family.check_task(task)
+    _precheck_pipeline_kwargs(task, pipeline_kwargs)
     steps = family.default_steps if num_inference_steps is None else num_inference_steps
-    guidance = family.default_guidance if guidance_scale is None else float(guidance_scale)
-    _check_common(steps, guidance, call.get("strength"))
-    if size_from is not None and width is None and height is None:
-        width, height = inputs.fit_size(size_from, family.size_factor)
+    steps = arguments.integer("num_inference_steps", steps, low=1, high=arguments.limits.max_steps,
+                              limit="max_steps")
+    guidance = family.default_guidance if guidance_scale is None else guidance_scale
+    guidance = arguments.number("guidance_scale", guidance, low=0,
+                                hint=" (0 turns guidance off; the family's default is "
+                                     f"{family.default_guidance:g})")
+    if "strength" in call:
+        call["strength"] = _check_strength(call["strength"], steps)
     width = family.default_size if width is None else width
     height = family.default_size if height is None else height
-    inputs.check_size(width, height, family.size_factor, family.name)
+    width, height = _check_size(width, height, family)
     schedulers.check(scheduler, family)
+    negative_prompt = arguments.text("negative_prompt", negative_prompt, optional=True)
+    num_images = arguments.integer("num_images", num_images, low=1, high=arguments.limits.max_images,
+                                   limit="max_images")
     prompts, as_list = _prompts(prompt, num_images)
-    seeds = _seeds(seed, len(prompts))
+    if len(prompts) > arguments.limits.max_images:
+        raise ValueError(f"{len(prompt)} prompts x num_images={num_images} is {len(prompts)} pictures: "
+                         f"{arguments._limit_hint('max_images', len(prompts))}")
+    seeds = arguments.seeds(seed, len(prompts))
+    progress = arguments.flag("progress", progress, optional=True)
+    allow_pickle = arguments.flag("allow_pickle", allow_pickle)
+    run = _check_run(run)
+    _check_negative_prompt(family, negative_prompt, guidance, pipeline_kwargs)
     scheduler_name = scheduler or family.default_scheduler
+    kept = {k: _detached(v) for k, v in (inputs_kept or {}).items()}
 
     with shared.lock:
+        # 2. The pipeline from the shared cache; the extra arguments checked against what it really takes.
         entry, pipe = shared.pipeline(model, task, controlnet=controlnet, dtype=dtype, allow_pickle=allow_pickle)
+        managed = set(family.call_kwargs) | set(call) | {"num_inference_steps", "guidance_scale", "width", "height",
+                                                         "negative_prompt"}
+        recorded_extra = _check_pipeline_kwargs(task, pipe, pipeline_kwargs, managed)
         previous = schedulers.swap(pipe, scheduler_name)
         images = []
         try:
+            # 3. One pipeline call per picture.
             for p, s in zip(prompts, seeds):
                 kwargs = dict(family.call_kwargs, **call, **pipeline_kwargs)
                 # A CPU generator per image: the same seed gives the same noise on every device, and each image
@@ -98,14 +199,16 @@ def _run(task: str, prompt, *, model, seed, num_images, num_inference_steps, gui
                 image = out.images[0]
                 if post is not None:
                     image = post(image)
+                # 4. The recipe: what was asked, and what it ran with.
                 recipe = Recipe(task=task, prompt=p, model=None if entry.name == registry.BUILTIN else entry.name,
                                 family=family.name, seed=s, num_inference_steps=steps, guidance_scale=guidance,
                                 width=width, height=height, negative_prompt=negative_prompt,
                                 strength=call.get("strength"), scheduler=scheduler, controlnet=controlnet,
-                                version=_version(), extra=_recordable(pipeline_kwargs), **recipe_extra)
+                                version=__version__, extra=recorded_extra, sampler=type(pipe.scheduler).__name__,
+                                dtype=str(pipe.dtype).removeprefix("torch."), **recipe_extra)
                 if run is not None and run.stopped:
                     recipe.stopped_at = run.steps_done
-                images.append(mark(attach(image, recipe, inputs_kept), family.name))
+                images.append(mark(attach(image, recipe, kept), family.name))
                 if run is not None and run.stop_requested:
                     break
         finally:
@@ -118,20 +221,12 @@ def _run(task: str, prompt, *, model, seed, num_images, num_inference_steps, gui
     return result
 
 
-def _recordable(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Pipeline keyword arguments as a recipe can hold them (JSON). A tensor such as `latents=` cannot go into a PNG
-    text chunk: it is described instead, so the recipe says it was given and must be passed again to remake it."""
-    import json
-
-    out: dict[str, Any] = {}
-    for key, value in kwargs.items():
-        try:
-            json.dumps(value)
-            out[key] = value
-        except (TypeError, ValueError):
-            shape = tuple(getattr(value, "shape", ()))
-            out[key] = f"<{type(value).__name__} {shape}, not recorded: pass {key}= again>"
-    return out
+def _detached(image: Image.Image) -> Image.Image:
+    """A copy of an input picture without its own `info`: a result keeps its inputs for `regenerate`, and an
+    input's info would keep that picture's inputs alive in turn, down a whole chain of edits."""
+    copy = image.copy()
+    copy.info = {}
+    return copy
 
 
 def _expected_steps(steps: int, strength: float | None) -> int:
@@ -173,6 +268,8 @@ def generate(prompt, *, model=None, negative_prompt=None, num_inference_steps=No
     the model family's defaults (`ig.models()`). Returns a PIL image, or a list of them (shown as a grid) when
     `num_images > 1` or `prompt` is a list; image `i` of a batch has seed `seed + i`. Each carries its recipe
     (`ig.recipe(image)`). `progress=False` hides the progress bar; `run=ig.Run(...)` listens to every step.
+    Other keyword arguments go to the diffusers pipeline if it takes them (`eta=`, `guidance_rescale=`, ...);
+    a name it does not take is a TypeError.
 
     >>> import imagegen_nb as ig
     >>> images = ig.generate("three green triangles", seed=7, num_images=2)
@@ -182,7 +279,7 @@ def generate(prompt, *, model=None, negative_prompt=None, num_inference_steps=No
     return _run("generate", prompt, model=model, seed=seed, num_images=num_images,
                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, width=width, height=height,
                 negative_prompt=negative_prompt, scheduler=scheduler, progress=progress, run=run, dtype=dtype,
-                allow_pickle=allow_pickle, call={}, recipe_extra={}, inputs_kept=None, size_from=None,
+                allow_pickle=allow_pickle, call={}, recipe_extra={}, inputs_kept=None,
                 pipeline_kwargs=pipeline_kwargs)
 
 
@@ -192,23 +289,26 @@ def edit(image, prompt, *, strength=0.6, model=None, negative_prompt=None, num_i
     """Change a picture towards a prompt (image-to-image): noise it `strength` of the way down the schedule and
     denoise from there. `strength=1` ignores the picture; small values keep more of it.
 
-    The output has the input's size (rounded down to the family's size factor) unless width/height are given.
-    RGBA, L and P pictures are converted to RGB (transparency becomes white).
+    The output has the input's size (rounded down to the family's size factor) unless width/height are given;
+    one of them alone keeps the picture's aspect ratio. RGBA, L and P pictures are converted to RGB
+    (transparency becomes white).
 
     >>> import imagegen_nb as ig
     >>> red = ig.generate("a red square", seed=1)
     >>> ig.edit(red, "a blue square", strength=0.7, seed=1).size
     (64, 64)
     """
+    _precheck_pipeline_kwargs("edit", pipeline_kwargs)
     init = inputs.to_image(image)
     _, family = registry.resolve(model, allow_pickle=allow_pickle)
-    w, h = (width, height) if width is not None and height is not None else inputs.fit_size(init, family.size_factor)
+    w, h = _size_for(init, width, height, family.size_factor)
+    w, h = _check_size(w, h, family)
     init = init.resize((w, h), Image.LANCZOS) if init.size != (w, h) else init
     return _run("edit", prompt, model=model, seed=seed, num_images=num_images,
                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, width=w, height=h,
                 negative_prompt=negative_prompt, scheduler=scheduler, progress=progress, run=run, dtype=dtype,
                 allow_pickle=allow_pickle, call={"image": init, "strength": strength}, recipe_extra={},
-                inputs_kept={"image": init}, size_from=None, pipeline_kwargs=pipeline_kwargs)
+                inputs_kept={"image": init}, pipeline_kwargs=pipeline_kwargs)
 
 
 def inpaint(image, mask, prompt, *, strength=1.0, mask_blur=None, resize=False, model=None, negative_prompt=None,
@@ -228,21 +328,28 @@ def inpaint(image, mask, prompt, *, strength=1.0, mask_blur=None, resize=False, 
     >>> bool((np.asarray(out)[:, :28] == np.asarray(base)[:, :28]).all())
     True
     """
+    if "width" in pipeline_kwargs or "height" in pipeline_kwargs:
+        raise TypeError("inpaint() takes its size from the image: resize the image (and mask) instead of passing "
+                        "width/height")
+    _precheck_pipeline_kwargs("inpaint", pipeline_kwargs)
     init = inputs.to_image(image)
+    resize = arguments.flag("resize", resize)
     m = inputs.to_mask(mask, init.size, resize=resize)
     _, family = registry.resolve(model, allow_pickle=allow_pickle)
     size = inputs.fit_size(init, family.size_factor)
     if size != init.size:
         raise ValueError(f"image is {init.width}x{init.height}, but {family.name} models need sides that are "
                          f"multiples of {family.size_factor}; crop or resize it to {size[0]}x{size[1]}")
-    blur = max(0.0, round(min(init.size) / 128)) if mask_blur is None else float(mask_blur)
+    _check_size(init.width, init.height, family)
+    blur = max(0.0, round(min(init.size) / 128)) if mask_blur is None else arguments.number(
+        "mask_blur", mask_blur, low=0, high=min(init.size), hint=" (pixels of soft edge around the mask)")
     soft = inputs.feather(m, blur)
     return _run("inpaint", prompt, model=model, seed=seed, num_images=num_images,
                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, width=init.width,
                 height=init.height, negative_prompt=negative_prompt, scheduler=scheduler, progress=progress,
                 run=run, dtype=dtype, allow_pickle=allow_pickle,
                 call={"image": init, "mask_image": m, "strength": strength}, recipe_extra={"mask_blur": blur},
-                inputs_kept={"image": init, "mask": m}, size_from=None,
+                inputs_kept={"image": init, "mask": m},
                 post=lambda generated: inputs.paste_back(init, generated.resize(init.size), soft),
                 pipeline_kwargs=pipeline_kwargs)
 
@@ -255,7 +362,8 @@ def control(control_image, prompt, *, kind="canny", controlnet=None, controlnet_
 
     With `preprocess=True` the map is made from the picture by `ig.preprocess(control_image, kind)`; with False
     (or `kind="none"`) the picture is used as the map. `controlnet=None` takes the family's default ControlNet
-    for `kind` (the built-in model ships one for "canny").
+    for `kind` (the built-in model ships one for "canny"). The map goes into the recipe (and the PNG `ig.save`
+    writes), so the picture can be made again from its file alone.
 
     >>> import imagegen_nb as ig
     >>> from PIL import Image, ImageDraw
@@ -266,10 +374,11 @@ def control(control_image, prompt, *, kind="canny", controlnet=None, controlnet_
     from .preprocessors import KINDS
     from .preprocessors import preprocess as make_map
 
-    if kind not in KINDS:
+    _precheck_pipeline_kwargs("control", pipeline_kwargs)
+    if not isinstance(kind, str) or kind not in KINDS:
         raise ValueError(f"unknown control kind {kind!r}; choose one of {', '.join(KINDS)}")
+    preprocess = arguments.flag("preprocess", preprocess)
     src = inputs.to_image(control_image, "control_image")
-    cmap = make_map(src, kind) if preprocess and kind != "none" else src
     _, family = registry.resolve(model, allow_pickle=allow_pickle)
     if controlnet is None:
         if kind == "none":
@@ -279,15 +388,86 @@ def control(control_image, prompt, *, kind="canny", controlnet=None, controlnet_
             raise ValueError(f"{family.name} has no default ControlNet for kind={kind!r} (known: {known}); "
                              "pass controlnet='hub-id-or-folder'")
         controlnet = family.controlnets[kind]
-    controlnet_conditioning_scale = float(controlnet_conditioning_scale)
-    if controlnet_conditioning_scale < 0:
-        raise ValueError(f"controlnet_conditioning_scale must be 0 or more, not {controlnet_conditioning_scale}")
-    w, h = (width, height) if width is not None and height is not None else inputs.fit_size(cmap, family.size_factor)
+    elif not isinstance(controlnet, str):
+        raise TypeError(f"controlnet must be a Hub id or folder (a string), not {type(controlnet).__name__}")
+    controlnet_conditioning_scale = arguments.number("controlnet_conditioning_scale", controlnet_conditioning_scale,
+                                                     low=0, hint=" (0 turns the ControlNet off; 1 is full)")
+    w, h = _size_for(src, width, height, family.size_factor)
+    w, h = _check_size(w, h, family)
+    cmap = make_map(src, kind) if preprocess and kind != "none" else src
     cmap = cmap.resize((w, h), Image.NEAREST) if cmap.size != (w, h) else cmap
     return _run("control", prompt, model=model, seed=seed, num_images=num_images,
                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, width=w, height=h,
                 negative_prompt=negative_prompt, scheduler=scheduler, progress=progress, run=run, dtype=dtype,
                 allow_pickle=allow_pickle, controlnet=controlnet,
                 call={family.control_image_arg: cmap, "controlnet_conditioning_scale": controlnet_conditioning_scale},
-                recipe_extra={"kind": kind, "controlnet_conditioning_scale": controlnet_conditioning_scale},
-                inputs_kept={"control_image": cmap}, size_from=None, pipeline_kwargs=pipeline_kwargs)
+                recipe_extra={"kind": kind, "controlnet_conditioning_scale": controlnet_conditioning_scale,
+                              "preprocess": bool(preprocess and kind != "none")},
+                inputs_kept={"control_image": cmap}, pipeline_kwargs=pipeline_kwargs)
+
+
+def regenerate(image_or_path, **overrides):
+    """Make a picture again from its recipe: bitwise the same on CPU. Keyword arguments override recipe entries.
+
+    The recipe is data, never authority: it may set only the generation parameters a recipe records, each checked
+    like a call argument (a damaged or tampered recipe is a `RecipeError`). A picture whose run was stopped is
+    made again stopped at the same step. Edit and inpaint pictures need their input pictures: images returned in
+    this session carry them; for a saved PNG pass them again (`image=`, `mask=`). A control picture's PNG carries
+    its control map; `control_image=` takes the original picture instead, preprocessed as the first time.
+
+    >>> import imagegen_nb as ig, numpy as np
+    >>> image = ig.generate("two green triangles", seed=5)
+    >>> bool((np.asarray(ig.regenerate(image)) == np.asarray(image)).all())
+    True
+    """
+    image = recipes.open_picture(image_or_path)
+    r = recipes.read(image)
+    kwargs = r.call_kwargs()
+    needed = registry.TASK_INPUTS[r.task]
+    valid = set(kwargs) | set(_own_names(r.task)) | set(needed) | set(r.extra)
+    for name in overrides:
+        if name not in valid:
+            raise arguments.unknown_argument("regenerate", name, valid - {"run", "progress"} | {"run", "progress"})
+    given = {k: overrides.pop(k) for k in needed if k in overrides}
+    kept = recipes.inputs_of(image)
+    if r.task == "control" and "control_image" not in given and "control_image" in kept:
+        kwargs["preprocess"] = False  # the stored picture is already the map
+    inputs_ = {**kept, **given}
+    kwargs.update(overrides)
+    unrecorded = [k for k, v in kwargs.items() if isinstance(v, str) and v.startswith("<") and "not recorded" in v]
+    if unrecorded:
+        raise ValueError(f"this picture was made with {', '.join(unrecorded)} that a recipe cannot hold (a tensor); "
+                         f"pass {', '.join(f'{k}=...' for k in unrecorded)} again to ig.regenerate")
+    prompt = kwargs.pop("prompt", r.prompt)
+    missing = [n for n in needed if n not in inputs_]
+    if missing:
+        raise ValueError(f"this {r.task} picture needs its input {' and '.join(missing)} to be made again; "
+                         f"pass {', '.join(f'{n}=...' for n in missing)}")
+    task = {"generate": generate, "edit": edit, "inpaint": inpaint, "control": control}[r.task]
+    if r.stopped_at is not None and "run" not in kwargs:
+        return _stopped(task, [inputs_[n] for n in needed], prompt, kwargs, r.stopped_at)
+    result = task(*[inputs_[n] for n in needed], prompt, **kwargs)
+    _warn_if_dtype_differs(r, result)
+    return result
+
+
+def _stopped(task, args, prompt, kwargs, stopped_at: int):
+    """Make a stopped picture again: the same run, stopped after the same number of steps."""
+    run = Run()
+
+    def stop(run, step):
+        if step.index + 1 >= stopped_at:
+            run.stop()
+
+    run.add(stop)
+    return task(*args, prompt, run=run, **kwargs)
+
+
+def _warn_if_dtype_differs(r: Recipe, result) -> None:
+    import warnings
+
+    first = result[0] if isinstance(result, list) else result
+    now = recipes.read(first).dtype
+    if r.dtype and now and r.dtype != now:
+        warnings.warn(f"this picture was made at {r.dtype} and made again at {now}, so pixels may differ; pass "
+                      f"dtype={r.dtype!r} to match", stacklevel=3)

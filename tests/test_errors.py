@@ -71,14 +71,18 @@ def test_strength_outside_range(base, strength):
         ig.edit(base, "a blue square", strength=strength)
 
 
-@pytest.mark.parametrize("steps", [0, -3, 2.5])
-def test_bad_step_count(steps):
-    with pytest.raises(ValueError, match="num_inference_steps must be an integer of at least 1"):
+@pytest.mark.parametrize("steps,error,message", [
+    (0, ValueError, "num_inference_steps must be at least 1, not 0"),
+    (-3, ValueError, "num_inference_steps must be at least 1, not -3"),
+    (2.5, TypeError, r"num_inference_steps must be a whole number \(an int\), not 2.5"),
+])
+def test_bad_step_count(steps, error, message):
+    with pytest.raises(error, match=message):
         ig.generate("a red circle", num_inference_steps=steps)
 
 
 def test_negative_guidance():
-    with pytest.raises(ValueError, match="guidance_scale must be 0 or more"):
+    with pytest.raises(ValueError, match="guidance_scale must be at least 0, not -1"):
         ig.generate("a red circle", guidance_scale=-1)
 
 
@@ -114,7 +118,7 @@ def test_text_only_family_has_no_edit(tmp_path):
 
 
 def test_bad_seed_and_prompt():
-    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+    with pytest.raises(ValueError, match="seed must be at least 0, not -1"):
         ig.generate("a red circle", seed=-1)
     with pytest.raises(TypeError, match="prompt must be a string"):
         ig.generate(None)

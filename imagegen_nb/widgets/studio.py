@@ -10,18 +10,19 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
 from PIL import Image
 
 from .. import inputs, registry
-from ..recipes import INPUTS_KEY, Recipe
+from ..recipes import INPUTS_KEY, Recipe, next_free
 from ..recipes import recipe as read_recipe
 from ..steps import Run, Step
 from ._common import PIXELATED_CLASS, PIXELATED_CSS, display_width, error_html, png_bytes
 
-TASKS = ("generate", "edit", "inpaint", "control")
+TASKS = registry.TASKS
 KINDS = ("canny", "depth", "pose", "none")  # ig.preprocess kinds (the preprocessors module needs OpenCV)
 _TASK_STRENGTH = {"edit": 0.6, "inpaint": 1.0}  # the task functions' defaults
 _INPUT_NAMES = {"edit": "image", "inpaint": "image", "control": "control_image"}
@@ -555,7 +556,8 @@ class Studio(widgets.VBox):
                        for k, v in recipe.items() if v not in (None, {}, "") and k != "version")
         self.recipe_view.value = (f"<div style='line-height:1.4'><b>#{index + 1}</b>"
                                   f"<table style='font-size:90%'>{rows}</table></div>")
-        self.save_path.value = f"imagegen/{index + 1:03d}-{recipe['task']}-seed{recipe['seed']}.png"
+        # the first free name: a file from an earlier session (or another Studio) is never replaced
+        self.save_path.value = str(next_free(Path("imagegen") / f"{recipe['task']}-seed{recipe['seed']}.png"))
         self.code.layout.display = "none"
         for item in self.gallery.children:  # VBox(thumbnail, button)
             item.children[1].button_style = ""
@@ -574,11 +576,13 @@ class Studio(widgets.VBox):
         return self.results[self.selected]
 
     def save_selected(self, path: str | None = None):
-        """Save the selected picture as PNG with its recipe (`ig.save`); returns the path."""
+        """Save the selected picture as PNG with its recipe (`ig.save`); returns the path. An existing file is never
+        replaced: saving to one is an error shown in the Studio."""
         from ..recipes import save
 
         written = save(self._selected_picture(), path or self.save_path.value)
         self.message.value = f"saved to <code>{html.escape(str(written))}</code>"
+        self.save_path.value = str(next_free(written))
         return written
 
     def show_code(self) -> str:
