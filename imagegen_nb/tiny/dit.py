@@ -163,10 +163,12 @@ def count_parameters(module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def export(checkpoint: str | Path, folder: str | Path, *, shift: float = 1.0, ema: bool = True) -> Path:
+def export(checkpoint: str | Path, folder: str | Path, *, shift: float = 1.0, ema: bool = True,
+           fp16: bool = True) -> Path:
     """Write a `ZImagePipeline` folder from a training checkpoint of `tiny.train_dit` (its EMA weights unless
-    `ema=False`). The VAE is stored in float16 as the U-Net model's is; the transformer and text encoder in float32.
-    Returns `folder`."""
+    `ema=False`). The VAE is stored in float16 as the U-Net model's is, and so is the transformer unless
+    `fp16=False` (diffusers loads both back in float32); the text encoder stays float32 (transformers would load
+    it as stored). Returns `folder`."""
     import torch
     from diffusers import ZImagePipeline
 
@@ -182,6 +184,8 @@ def export(checkpoint: str | Path, folder: str | Path, *, shift: float = 1.0, em
     text_encoder.load_state_dict(state[prefix + "text_encoder"])
     transformer.load_state_dict(state[prefix + "transformer"])
     vae = load_vae(state.get("vae_folder") or None).to(torch.float16)
+    if fp16:
+        transformer.to(torch.float16)
     pipe = ZImagePipeline(scheduler=build_scheduler(shift), vae=vae, text_encoder=text_encoder.eval(),
                           tokenizer=tokenizer, transformer=transformer.eval())
     pipe.save_pretrained(staging, safe_serialization=True)
