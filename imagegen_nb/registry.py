@@ -16,6 +16,7 @@ from pathlib import Path
 from .errors import ModelNotFoundError, UnsafeModelFileError, UnsupportedTaskError
 
 TASKS = ("generate", "edit", "inpaint", "control")
+TASK_INPUTS = {"generate": (), "edit": ("image",), "inpaint": ("image", "mask"), "control": ("control_image",)}
 BUILTIN = "tiny"  # the name of the built-in teaching model
 BUILTIN_DIT = "tiny-dit"  # the built-in model's transformer form (imagegen_nb.tiny.dit)
 
@@ -40,6 +41,8 @@ class Family:
     call_kwargs: dict = field(default_factory=dict)  # always passed to the pipeline
     default_scheduler: str | None = None  # None: the scheduler the model ships with
     flow: bool = False  # trained by flow matching (velocity prediction) rather than noise prediction
+    guidance_off_at: float = 1.0  # classifier-free guidance (and so negative_prompt) works above this guidance_scale
+    true_cfg: bool = False  # guidance-distilled: a negative prompt needs true_cfg_scale > 1 (FLUX)
     description: str = ""
 
     def check_task(self, task: str) -> None:
@@ -55,6 +58,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
            description="built-in teaching model: flat shapes on plain backgrounds, 64x64, fast on CPU"),
     # Z-Image's guidance g combines pos + g (pos - neg): ordinary classifier-free guidance at scale g + 1
     Family(BUILTIN_DIT, "ZImagePipeline", 64, 8, 3.0, flow=True, size_factor=8, tasks=("generate", "edit", "inpaint"),
+           guidance_off_at=0.0,
            description="built-in teaching model, transformer form: the same shapes world, a single-stream "
                        "flow-matching DiT run by ZImagePipeline"),
     Family("sd15", "StableDiffusionPipeline", 512, 30, 7.5, control_image_arg="image",
@@ -78,14 +82,14 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
     Family("flux-schnell", "FluxPipeline", 1024, 4, 0.0, flow=True, size_factor=16,
            repo_ids=("black-forest-labs/FLUX.1-schnell",),
            controlnets={"canny": "InstantX/FLUX.1-dev-Controlnet-Canny"},
-           call_kwargs={"max_sequence_length": 256},
+           call_kwargs={"max_sequence_length": 256}, true_cfg=True,
            description="FLUX.1-schnell: 4-step distilled flow matching"),
     Family("flux-dev", "FluxPipeline", 1024, 28, 3.5, flow=True, size_factor=16,
            repo_ids=("black-forest-labs/FLUX.1-dev",),
-           controlnets={"canny": "InstantX/FLUX.1-dev-Controlnet-Canny"},
+           controlnets={"canny": "InstantX/FLUX.1-dev-Controlnet-Canny"}, true_cfg=True,
            description="FLUX.1-dev: guidance-distilled flow matching"),
     Family("zimage-turbo", "ZImagePipeline", 1024, 9, 0.0, flow=True, size_factor=16,
-           repo_ids=("Tongyi-MAI/Z-Image-Turbo",),
+           repo_ids=("Tongyi-MAI/Z-Image-Turbo",), guidance_off_at=0.0,
            controlnets={"canny": "alibaba-pai/Z-Image-Turbo-Fun-Controlnet-Union"},
            description="Z-Image Turbo: 8-step distilled single-stream DiT"),
     Family("pixart-sigma", "PixArtSigmaPipeline", 1024, 20, 4.5, tasks=("generate",),
@@ -127,6 +131,30 @@ def builtin_dit_path() -> Path:
 
 # the tokenizer classes a word-level tokenizer.json saves as (transformers 5, 4); Z-Image's own is Qwen2Tokenizer
 _WORD_TOKENIZERS = ("TokenizersBackend", "PreTrainedTokenizerFast")
+
+
+BUILTIN_CONTROLNET = "builtin:"  # prefix of the built-in model's ControlNet ids ("builtin:canny")
+
+
+def resolve_controlnet(controlnet: str) -> str:
+    """The location to load a ControlNet id from: a "builtin:KIND" id is the built-in model's ControlNet folder;
+    any other id (a Hub id or a local folder) is returned as it is.
+
+    >>> resolve_controlnet("lllyasviel/control_v11p_sd15_canny")
+    'lllyasviel/control_v11p_sd15_canny'
+    >>> Path(resolve_controlnet("builtin:canny")).name
+    'controlnet-canny'
+    """
+    if not controlnet.startswith(BUILTIN_CONTROLNET):
+        return controlnet
+    from .tiny import controlnet_path
+
+    kind = controlnet.removeprefix(BUILTIN_CONTROLNET)
+    path = controlnet_path(kind)
+    if not (path / "config.json").exists():
+        shipped = sorted(c for c in FAMILIES[BUILTIN].controlnets.values())
+        raise ModelNotFoundError(f"the built-in model has no {kind!r} ControlNet; it ships {', '.join(shipped)}")
+    return str(path)
 
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
