@@ -177,8 +177,8 @@ def _run(task: str, prompt, *, model, seed, num_images, num_inference_steps, gui
     with shared.lock:
         # 2. The pipeline from the shared cache; the extra arguments checked against what it really takes.
         entry, pipe = shared.pipeline(model, task, controlnet=controlnet, dtype=dtype, allow_pickle=allow_pickle)
-        managed = set(family.call_kwargs) | set(call) | {"num_inference_steps", "guidance_scale", "width", "height",
-                                                         "negative_prompt"}
+        # (the family's own call_kwargs may be overridden; what the task sets from its own arguments may not)
+        managed = set(call) | {"num_inference_steps", "guidance_scale", "width", "height", "negative_prompt"}
         recorded_extra = _check_pipeline_kwargs(task, pipe, pipeline_kwargs, managed)
         previous = schedulers.swap(pipe, scheduler_name)
         images = []

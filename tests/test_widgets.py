@@ -204,9 +204,17 @@ def test_gallery_pictures_regenerate_and_their_code_runs(tmp_path, pixels, monke
     studio.gallery.children[0].children[1].click()  # the thumbnail's button
     assert studio.selected == 0 and "seed" in studio.recipe_view.value and "8" in studio.recipe_view.value
 
+    target = studio.save_path.value
     studio.save_button.click()
-    saved = tmp_path / studio.save_path.value
+    saved = tmp_path / target
     assert saved.exists() and ig.recipe(saved)["seed"] == 8, studio.message.value
+    # a second save (or a second Studio's first) never replaces the first file
+    first = saved.read_bytes()
+    assert studio.save_path.value != target
+    studio.save_button.click()
+    assert saved.read_bytes() == first and (tmp_path / studio.save_path.value).parent == saved.parent
+    assert len(list(saved.parent.glob("*.png"))) == 2
+    assert ig.Studio(prompt="a blue square").error is None
 
     studio.code_button.click()
     assert studio.code.layout.display is None and "ig.generate('a blue square'" in studio.code.value
