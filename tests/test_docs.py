@@ -113,3 +113,88 @@ def test_model_card_page(tmp_path):
                                                "sides": 0.5}})
     assert "| v prediction;" in trained and "text FiLM" in trained and "rescaled to zero terminal SNR" in trained
     assert "which side of the picture each word's object is on" in trained
+
+
+# -- the models tables say what the registry says ----------------------------------------------------------------
+
+def _table(path: Path, header: str) -> list[dict[str, str]]:
+    """The rows of the markdown table in `path` whose header line starts with `header`, as column -> cell."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    columns = [c.strip() for c in lines[start].strip("|").split("|")]
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(dict(zip(columns, (c.strip() for c in line.strip().strip("|").split("|")))))
+    return rows
+
+
+def _families(cell: str) -> list:
+    """The registry families of the model ids in a table cell (`None` is the built-in model)."""
+    from imagegen_nb import registry
+
+    ids = re.findall(r"`([^`]+)`", cell)
+    assert ids, f"no model id in {cell!r}"
+    found = []
+    for model_id in ids:
+        if model_id == "None":
+            found.append(registry.FAMILIES[registry.BUILTIN])
+        elif model_id.strip("'\"") in registry.FAMILIES and not registry.FAMILIES[model_id.strip("'\"")].repo_ids:
+            found.append(registry.FAMILIES[model_id.strip("'\"")])  # a built-in model named by its name
+        else:
+            assert model_id.lower() in registry._BY_REPO, f"{model_id!r} is not a Hub id the registry knows"
+            found.append(registry._BY_REPO[model_id.lower()])
+    return found
+
+
+def _tasks_text(family) -> str:
+    """How the docs' tables say which tasks a family supports."""
+    from imagegen_nb import registry
+
+    if set(family.tasks) == set(registry.TASKS) and family.controlnets:
+        return "all four"
+    if "control" in family.tasks and not family.controlnets:
+        others = [t for t in family.tasks if t != "control"]
+        return f"{', '.join(others)}; control with your own `controlnet=`"
+    return ", ".join(family.tasks)
+
+
+def test_readme_models_table_follows_the_registry():
+    from imagegen_nb import registry
+
+    rows = _table(ROOT / "README.md", "| family | example id | tasks |")
+    listed = set()
+    for row in rows:
+        for family in _families(row["example id"]):
+            listed.add(family.name)
+            assert row["tasks"] == _tasks_text(family), f"README's {row['family']} row: {family.name}"
+    hub = {f.name for f in registry.models() if f.repo_ids}
+    assert hub <= listed, f"README's models table lacks {sorted(hub - listed)}"
+
+
+def test_models_page_table_follows_the_registry():
+    from imagegen_nb import registry
+
+    rows = _table(ROOT / "docs" / "models.md", "| family | example id |")
+    listed = set()
+    for row in rows:
+        (family,) = _families(row["example id"])
+        listed.add(family.name)
+        defaults = f"{family.default_size}, {family.default_steps}, {family.default_guidance}"
+        assert row["default size, steps, guidance"] == defaults, f"docs/models.md, {row['family']}"
+        assert row["tasks"] == _tasks_text(family), f"docs/models.md, {row['family']}"
+        assert row["default ControlNet kinds"] == (", ".join(family.controlnets) or "none"), row["family"]
+    missing = {f.name for f in registry.models()} - listed
+    assert not missing, f"docs/models.md's table lacks the families {sorted(missing)}"
+
+
+def test_recipe_examples_show_the_built_in_defaults():
+    from imagegen_nb import registry
+
+    tiny = registry.FAMILIES[registry.BUILTIN]
+    text = (ROOT / "docs" / "recipes.md").read_text(encoding="utf-8")
+    assert f"'num_inference_steps': {tiny.default_steps}, 'guidance_scale': {tiny.default_guidance}" in text
+    assert f"Steps: {tiny.default_steps}, Sampler: default, CFG scale: {tiny.default_guidance}" in text
+    assert re.findall(r"code\(\)\)\s+# ig\.generate\('a red circle', num_inference_steps=(\d+)", text) == [
+        str(tiny.default_steps)]
