@@ -195,6 +195,6 @@ def test_recipe_examples_show_the_built_in_defaults():
     tiny = registry.FAMILIES[registry.BUILTIN]
     text = (ROOT / "docs" / "recipes.md").read_text(encoding="utf-8")
     assert f"'num_inference_steps': {tiny.default_steps}, 'guidance_scale': {tiny.default_guidance}" in text
-    assert f"Steps: {tiny.default_steps}, Sampler: default, CFG scale: {tiny.default_guidance}" in text
+    assert re.findall(r"^Steps: (\d+), Sampler: ", text, flags=re.M) == [str(tiny.default_steps)]  # A1111 string
     assert re.findall(r"code\(\)\)\s+# ig\.generate\('a red circle', num_inference_steps=(\d+)", text) == [
         str(tiny.default_steps)]
