@@ -123,13 +123,13 @@ def build_scheduler(shift: float = 1.0):
     return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=shift, use_dynamic_shifting=False)
 
 
-def load_vae(folder: str | Path | None = None):
-    """The VAE of `folder` (default: `vae_folder()`) in float32, with `shift_factor` 0.0: Z-Image's pipelines add
-    `vae.config.shift_factor` to latents, and the U-Net model's VAE has none (null)."""
+def load_vae(folder: str | Path | None = None, dtype=None):
+    """The VAE of `folder` (default: `vae_folder()`) in `dtype` (default float32), with `shift_factor` 0.0: Z-Image's
+    pipelines add `vae.config.shift_factor` to latents, and the U-Net model's VAE has none (null)."""
     import torch
     from diffusers import AutoencoderKL
 
-    vae = AutoencoderKL.from_pretrained(folder or vae_folder()).to(torch.float32)
+    vae = AutoencoderKL.from_pretrained(folder or vae_folder(), torch_dtype=dtype or torch.float32)
     if vae.config.shift_factor is None:
         vae.register_to_config(shift_factor=0.0)
     return vae
@@ -183,7 +183,9 @@ def export(checkpoint: str | Path, folder: str | Path, *, shift: float = 1.0, em
     prefix = "ema_" if ema else ""
     text_encoder.load_state_dict(state[prefix + "text_encoder"])
     transformer.load_state_dict(state[prefix + "transformer"])
-    vae = load_vae(state.get("vae_folder") or None).to(torch.float16)
+    # the run's VAE (an --init-from folder's, else the U-Net model's), or the U-Net model's if that folder moved
+    vae_path = state.get("vae_folder")
+    vae = load_vae(vae_path if vae_path and Path(vae_path).is_dir() else None, torch.float16)
     if fp16:
         transformer.to(torch.float16)
     pipe = ZImagePipeline(scheduler=build_scheduler(shift), vae=vae, text_encoder=text_encoder.eval(),

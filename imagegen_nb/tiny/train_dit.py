@@ -104,7 +104,7 @@ class Trainer:
         self.out, self.arch, self.cfg = out, arch, cfg
         self.device = _device()
         torch.manual_seed(cfg.seed)
-        self.vae_folder = str(init_from / "vae") if init_from is not None else str(dit.vae_folder())
+        self.vae_folder = str((init_from / "vae").resolve()) if init_from is not None else str(dit.vae_folder())
         self.vae = dit.load_vae(self.vae_folder).to(self.device).eval().requires_grad_(False)
         self.tokenizer = dit.build_tokenizer(out / "tokenizer", arch)
         self.text_encoder = dit.build_text_encoder(len(self.tokenizer), arch).to(self.device)
