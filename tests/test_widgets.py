@@ -137,8 +137,12 @@ def test_setting_kwargs_fills_the_controls():
     assert (studio.num_inference_steps.value, studio.guidance_scale.value, studio.width.value) == (1, 0.0, 512)
     studio.kwargs = {"model": None}
     assert studio.kwargs["model"] is None and studio.width.value == 64
-    with pytest.raises(ValueError, match="no control for scheduler"):
+    with pytest.raises(TypeError, match="Studio.. got an unknown argument 'scheduler'"):
         studio.kwargs = {"scheduler": "ddim"}
+    with pytest.raises(TypeError, match="unknown argument 'steps'; did you mean 'num_inference_steps'"):
+        ig.Studio(steps=3)
+    with pytest.raises(ValueError, match="guidance_scale must be a finite number, not nan"):
+        studio.kwargs = {"guidance_scale": float("nan")}
     with pytest.raises(ValueError, match="seed must be"):
         studio.kwargs = {"seed": -1}
     with pytest.raises(ValueError, match="num_inference_steps must be at least 1"):

@@ -16,7 +16,7 @@ from typing import Any
 import ipywidgets as widgets
 from PIL import Image
 
-from .. import inputs, registry
+from .. import arguments, inputs, registry
 from ..recipes import INPUTS_KEY, Recipe, next_free
 from ..recipes import recipe as read_recipe
 from ..steps import Run, Step
@@ -274,9 +274,8 @@ class Studio(widgets.VBox):
         known = {"prompt", "negative_prompt", "model", "num_inference_steps", "guidance_scale", "strength", "width",
                  "height", "seed", "num_images", "kind", "controlnet_conditioning_scale", "image", "mask",
                  "control_image"}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"the studio has no control for {', '.join(unknown)}; it sets {', '.join(sorted(known))}")
+        for name in sorted(set(values) - known):
+            raise arguments.unknown_argument("Studio", name, known)
         if "model" in values:  # first: a known model resets steps, guidance and size to its family's defaults
             model = values.pop("model")
             self.model.value = registry.BUILTIN if model is None else str(model)
@@ -290,11 +289,9 @@ class Studio(widgets.VBox):
             seed = values.pop("seed")
             if seed is None:
                 self.seed_mode.value = "random"
-            elif not isinstance(seed, int) or seed < 0:
-                raise ValueError(f"seed must be a non-negative integer or None (random), not {seed!r}")
             else:
+                self.seed.value = arguments.integer("seed", seed, low=0, high=arguments.MAX_SEED)
                 self.seed_mode.value = "fixed"
-                self.seed.value = seed
         if "kind" in values:
             kind = values.pop("kind")
             if kind not in KINDS:
@@ -315,9 +312,10 @@ class Studio(widgets.VBox):
 
     def _set_number(self, name: str, value) -> None:
         widget = getattr(self, name)
-        integer = isinstance(widget, (widgets.IntSlider, widgets.BoundedIntText))
-        if integer and not isinstance(value, int):
-            raise ValueError(f"{name} must be an integer, not {value!r}")
+        if isinstance(widget, (widgets.IntSlider, widgets.BoundedIntText)):
+            value = arguments.integer(name, value)
+        else:
+            value = arguments.number(name, value)
         if value < widget.min:
             raise ValueError(f"{name} must be at least {widget.min}, not {value!r}")
         if value > widget.max:  # the sliders' ranges are for comfort; larger values are the user's call
