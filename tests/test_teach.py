@@ -121,7 +121,8 @@ def test_guidance_panels(trace, implied_noise):
     assert len(fig.axes) == 4
     # the heatmap is mean |eps_cond - eps_uncond| over channels
     heat = fig.axes[3].images[0].get_array()
-    cond, uncond = implied_noise(trace, trace.noise_cond)[1], implied_noise(trace, trace.noise_uncond)[1]
+    cond = implied_noise(trace, trace.model_output_cond)[1]
+    uncond = implied_noise(trace, trace.model_output_uncond)[1]
     assert np.allclose(heat, (cond - uncond).abs().mean(0).numpy(), atol=1e-3)
     plain = ig.trace("a red circle", seed=0, guidance_scale=1.0, progress=False, **FEW)
     with pytest.raises(ValueError, match="guidance_scale > 1"):
@@ -152,9 +153,12 @@ def test_attention_maps_are_distributions_and_processors_come_back(pipe, pixels)
     assert before.keys() == after.keys() and all(before[k] is after[k] for k in before)
     # each latent pixel's attention over the tokens (padding included) sums to 1, after averaging too
     assert np.allclose(maps.maps.sum(0), 1, atol=1e-4)
-    assert [p for _, p in maps.words] == "a red circle to the left of a blue square".split()
+    assert [w for w, _ in maps.words] == "a red circle to the left of a blue square".split()
     assert maps.calls > 0 and all(name.endswith("attn2.processor") for name in maps.layers)
-    assert maps.word_map("circle").shape == (16, 16)
+    assert maps.attention == "cross" and maps.text_share == 1.0
+    assert maps.word_map("circle").shape == (16, 16) and maps.word_maps.shape == (10, 16, 16)
+    # the built-in tokenizer spells each word with one token: a word's map is its token's column
+    assert np.array_equal(maps.word_map("circle"), maps.maps[2])
     plain = ig.generate("a red circle to the left of a blue square", seed=0, progress=False, **FEW)
     assert np.abs(pixels(plain) - pixels(maps.image)).mean() <= 1.0  # recording does not change the picture
     fig = attention.figure("a blue square", seed=0, **FEW)

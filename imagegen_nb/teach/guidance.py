@@ -35,8 +35,7 @@ def at_step(trace, step: int | None = None, *, fast: bool = False):
     from ..recipes import recipe
 
     if trace.noise_cond is None:
-        raise ValueError("this trace has no conditional/unconditional split: make it with guidance_scale > 1 "
-                         "(guidance-distilled models such as FLUX and the turbo models have none)")
+        raise ValueError(_no_split_reason(trace, recipe(trace.image).get("guidance_scale")))
     i = len(trace) // 2 if step is None else step
     i = trace._index(i)
     w = recipe(trace.image)["guidance_scale"]
@@ -55,6 +54,22 @@ def at_step(trace, step: int | None = None, *, fast: bool = False):
     ax.set_yticks([])
     ax.set_title(f"|eps_cond - eps_uncond|\n(max {float(diff.max()):.3g})", fontsize=8)
     return fig
+
+
+def _no_split_reason(trace, w) -> str:
+    """Why a trace holds no conditional/unconditional pair, as true as the trace lets us say."""
+    family = trace.family or "this"
+    if family.startswith("flux"):
+        return (f"{family} models are guidance-distilled: guidance_scale is an input of the transformer, which runs "
+                "once per step, so there is no unconditional prediction to compare")
+    if w is None or w <= 1:
+        return (f"this trace was made without classifier-free guidance (guidance_scale={w}); make it with "
+                "guidance_scale > 1")
+    reasons = {"pixart-sigma": "its transformer also predicts the variance (twice the latent's channels)"}
+    why = reasons.get(family, "its denoiser's output does not have the latent's shape")
+    return (f"this {family} run used classifier-free guidance (guidance_scale={w:g}), but its trace holds no "
+            f"conditional/unconditional split: traces record the split only when the denoiser's output has the "
+            f"latent's shape, and {why}")
 
 
 def sweep(prompt: str, scales=(1.0, 2.0, 4.0, 8.0), *, seed: int = 0, **kwargs):

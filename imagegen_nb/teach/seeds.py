@@ -19,8 +19,11 @@ __all__ = ["interpolation", "grid", "noise", "slerp"]
 
 
 def noise(seed: int, *, model=None, width: int | None = None, height: int | None = None):
-    """The starting noise `ig.generate(..., seed=seed)` draws: `torch.randn` of shape (1, C, H/f, W/f) from a CPU
-    generator seeded with `seed`, in the pipeline's dtype (as diffusers' `randn_tensor` does).
+    """The starting noise `ig.generate(..., seed=seed)` draws: `torch.randn` of the latent's shape from a CPU
+    generator seeded with `seed` (as diffusers' `randn_tensor` does), in the dtype the pipeline draws in (its own;
+    float32 for Z-Image). The shape is (1, C, H/f, W/f); FLUX's pipeline packs each 2x2 patch of it into one token,
+    (1, H/2f x W/2f, 4C), and so does this. Samplers that start at a noise level above 1 (Euler's sigma_max)
+    scale it by `scheduler.init_noise_sigma` themselves, also when it is passed as `latents=`.
 
     >>> import imagegen_nb as ig
     >>> from imagegen_nb.teach import seeds
@@ -32,14 +35,25 @@ def noise(seed: int, *, model=None, width: int | None = None, height: int | None
     import torch
 
     pipe, family = pipeline(model)
-    unet = getattr(pipe, "unet", None)
-    if unet is None:
-        raise ValueError(f"{family.name} models pack or shape their noise differently; this lesson draws the noise "
-                         "of UNet models (the built-in model, SD 1.5, SDXL)")
+    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    if denoiser is None:
+        raise ValueError(f"{family.name} models have no denoiser whose noise this lesson knows")
     width = width or family.default_size
     height = height or family.default_size
-    shape = (1, unet.config.in_channels, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
-    return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(int(seed)), dtype=pipe.dtype)
+    f = pipe.vae_scale_factor
+    kind = type(pipe).__name__
+    channels = denoiser.config.in_channels
+    generator = torch.Generator("cpu").manual_seed(int(seed))
+    if kind.startswith(("Flux", "ZImage")):  # latent sides rounded to whole 2x2 patches
+        h, w = 2 * (height // (2 * f)), 2 * (width // (2 * f))
+    else:
+        h, w = height // f, width // f
+    if kind.startswith("Flux"):
+        channels //= 4  # the transformer reads packed 2x2 patches
+        x = torch.randn((1, channels, h, w), generator=generator, dtype=pipe.dtype)
+        return pipe._pack_latents(x, 1, channels, h, w)
+    dtype = torch.float32 if kind.startswith("ZImage") else pipe.dtype
+    return torch.randn((1, channels, h, w), generator=generator, dtype=dtype)
 
 
 def slerp(a, b, t: float):

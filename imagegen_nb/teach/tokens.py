@@ -51,6 +51,7 @@ class Encoded:
     padding_masked: bool = False  # True: the denoiser's attention ignores the padding vectors
     pooled: Any = None  # (width,) float32 numpy: the pooled vector the pipeline takes from this encoder, if any
     offsets: list | None = field(default=None, repr=False)  # (start, end) of each piece in `text`; None: unknown
+    slots: list = field(default_factory=list, repr=False)  # where each piece sits among the vectors read
     prompt_start: int = 0  # where the prompt begins in `text`
 
 
@@ -114,7 +115,8 @@ def _stream(prompt, tokenizer, encoder, name, *, text=None, length=None, hidden=
         embeddings=states[kept] if per_token else None, padded_length=vectors if per_token else 0, encoder=name,
         text=text, use=use, padding_masked=padding != "read",
         pooled=getattr(out, pooled)[0].float().cpu().numpy() if pooled is not None else None,
-        offsets=[offsets[i] for i in kept] if offsets is not None else None, prompt_start=max(start, 0))
+        offsets=[offsets[i] for i in kept] if offsets is not None else None, prompt_start=max(start, 0),
+        slots=list(range(len(kept))) if padding == "dropped" else [positions.index(i) for i in kept])
 
 
 def streams(prompt: str, model=None, **call_kwargs) -> list[Encoded]:
@@ -227,14 +229,19 @@ def words(e: Encoded) -> list[tuple[str, list[int]]]:
     >>> tokens.words(tokens.encode("a red circle"))
     [('a', [0]), ('red', [1]), ('circle', [2])]
     """
+    return [(word, positions) for _, word, positions in _word_spans(e)]
+
+
+def _word_spans(e: Encoded) -> list[tuple[int, str, list[int]]]:
+    """(index of the word in the prompt, word, piece positions) for each word some piece spells."""
     spans = [(m.group(), e.prompt_start + m.start(), e.prompt_start + m.end()) for m in re.finditer(r"\S+", e.prompt)]
     if e.offsets is None:  # no character offsets: each non-special piece is its own word
-        return [(p, [i]) for i, p in enumerate(e.pieces) if not (p.startswith("<") and p.endswith(">"))]
+        return [(i, p, [i]) for i, p in enumerate(e.pieces) if not (p.startswith("<") and p.endswith(">"))]
     out = []
-    for word, start, end in spans:
+    for k, (word, start, end) in enumerate(spans):
         positions = [i for i, (a, b) in enumerate(e.offsets) if b > a and a < end and b > start]
         if positions:
-            out.append((word, positions))
+            out.append((k, word, positions))
     return out
 
 

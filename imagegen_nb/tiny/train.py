@@ -464,7 +464,7 @@ _COPY_WEIGHT = 10.0  # copying the trained states is easy (1% error in 200 steps
 
 def _record_attention(unet) -> grounding.Store:
     """Make `unet`'s cross-attention layers hand their attention probabilities (with gradients) to a new store."""
-    from ..teach.attention import AttentionRecorder
+    from ..attention_maps import AttentionRecorder
 
     store = grounding.Store()
     unet.set_attn_processor({name: AttentionRecorder(name, proc, store) for name, proc in unet.attn_processors.items()})
