@@ -205,7 +205,7 @@ def _run(task: str, prompt, *, model, seed, num_images, num_inference_steps, gui
                                 width=width, height=height, negative_prompt=negative_prompt,
                                 strength=call.get("strength"), scheduler=scheduler, controlnet=controlnet,
                                 version=__version__, extra=recorded_extra, sampler=type(pipe.scheduler).__name__,
-                                dtype=str(pipe.dtype).removeprefix("torch."), **recipe_extra)
+                                dtype=_cache.dtype_of(pipe), **recipe_extra)
                 if run is not None and run.stopped:
                     recipe.stopped_at = run.steps_done
                 images.append(mark(attach(image, recipe, kept), family.name))
