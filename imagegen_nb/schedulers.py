@@ -59,14 +59,17 @@ class Trained:
     zero_snr: bool  # betas rescaled to zero terminal SNR (Lin et al. 2024): the last timestep is pure noise
 
 
-def _class_name(config) -> str:
-    return str(config.get("_class_name", "")) if hasattr(config, "get") else ""
+def _is_flow_match(config) -> bool:
+    """Whether a config is a FlowMatch scheduler's: by its class name where the config keeps one, else by its
+    keys (a flow shift and no betas)."""
+    name = str(config.get("_class_name") or "")
+    return "FlowMatch" in name or (not name and "shift" in config and "beta_schedule" not in config)
 
 
 def trained_with(config) -> Trained:
     """Read a scheduler config (`pipe.scheduler.config`) for the model's prediction type, zero-SNR rescaling and
     whether it is a flow-matching model."""
-    flow = ("FlowMatch" in _class_name(config) or bool(config.get("use_flow_sigmas"))
+    flow = (_is_flow_match(config) or bool(config.get("use_flow_sigmas"))
             or config.get("prediction_type") == "flow_prediction")
     if flow:
         return Trained(True, "flow_prediction", False)
@@ -96,7 +99,7 @@ def _scheduler_class(name: str):
 def _takes_sigma_list(name: str, config) -> bool:
     """Whether scheduler `name`, set up for this model, accepts `set_timesteps(sigmas=[...], mu=...)` as the
     Z-Image pipelines call it (tried on a two-step schedule)."""
-    scheduler = _scheduler_class(name).from_config(config, **_settings(name, config))
+    scheduler = _from_config(name, config)
     try:
         scheduler.set_timesteps(sigmas=[1.0, 0.5], device="cpu", mu=0.5)
     except (TypeError, ValueError, AssertionError):
@@ -163,6 +166,14 @@ def _settings(name: str, config) -> dict:
     return {key: value for key, value in out.items() if key in params}
 
 
+def _from_config(name: str, config):
+    """Scheduler `name` from the keys of `config` it takes (so diffusers has no foreign keys to warn about), with
+    the model's settings on top."""
+    cls = _scheduler_class(name)
+    params = _init_params(cls)
+    return cls.from_config({k: v for k, v in config.items() if k in params}, **_settings(name, config))
+
+
 def build(name: str, config, *, pipeline=None):
     """A scheduler of kind `name` that samples the model whose scheduler config is `config`.
 
@@ -174,7 +185,7 @@ def build(name: str, config, *, pipeline=None):
     if reason is not None:
         raise ValueError(f"scheduler {name!r} cannot sample this model: {reason}; choose one of "
                          f"{', '.join(fitting(config, pipeline))}")
-    scheduler = _scheduler_class(name).from_config(config, **_settings(name, config))
+    scheduler = _from_config(name, config)
     if trained_with(config).flow:
         # pipelines read these off scheduler.config for the resolution-dependent shift, whatever the class
         missing = {key: config[key] for key in _FLOW_KEYS if key in config and key not in scheduler.config}
