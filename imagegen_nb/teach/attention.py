@@ -187,8 +187,8 @@ def figure(prompt: str, *, seed: int = 0, model=None, **kwargs):
 
     m = record(prompt, seed=seed, model=model, **kwargs)
     if m.attention == "joint":
-        title = (f"joint attention, image-to-text part (renormalised over the text, which gets "
-                 f"{m.text_share:.0%} of it), per word, averaged over {m.calls} layer calls")
+        title = (f"joint attention, image-to-text part per word (the text gets {m.text_share:.0%} of an image "
+                 f"token's attention; renormalised over the text), averaged over {m.calls} layer calls")
     else:
         title = f"cross-attention per word, averaged over {m.calls} layer calls"
     fig, axes = new_figure(1, 1 + len(m.words), cell=1.9, title=title)
