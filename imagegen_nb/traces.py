@@ -1,28 +1,28 @@
 """Traces: every step of one picture's denoising, kept for looking at afterwards (the teaching lessons, the trace
 player). A trace is only a listener on the one step-recording mechanism, `imagegen_nb.steps.Run`.
 
-At step i the sampler holds x_t (`latents[i]`), the model predicts the noise eps (`noise[i]`, after
-classifier-free guidance; `noise_cond[i]` and `noise_uncond[i]` before it; v-prediction models predict
-v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x0 instead, and `tensor`/`decode` show the eps it implies),
-and inverting the forward process gives the clean latent the model currently believes in, x0 (`x0[i]`). For a VP
-schedule with epsilon prediction
+At step i the sampler holds x_t (`latents[i]`) and the model makes its prediction (`model_output[i]`, after
+classifier-free guidance; `model_output_cond[i]` and `model_output_uncond[i]` before it). What that output is
+depends on the model: the noise eps (epsilon prediction), v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x0
+(v-prediction, like the built-in model), or the velocity eps - x0 (flow matching). Whatever it is, the trace also
+keeps the two things it implies: the noise eps (`noise[i]`; `noise_cond[i]`, `noise_uncond[i]`) and the clean
+latent the model currently believes in, x0 (`x0[i]`). They obey the forward process of the schedule at every
+step, up to float16 rounding:
 
-    x_t = sqrt(alpha_bar_t) * x0 + sqrt(1 - alpha_bar_t) * eps        (Ho et al. 2020, eq. 4)
-
-holds at every step by construction; for sigma ("k-diffusion") schedules x_t = x0 + sigma * eps, for flow
-matching x_t = (1 - sigma) * x0 + sigma * eps with velocity v = eps - x0.
+    x_t = sqrt(alpha_bar_t) * x0 + sqrt(1 - alpha_bar_t) * eps        (VP schedules; Ho et al. 2020, eq. 4)
+    x_t = x0 + sigma * eps                                            (sigma, "k-diffusion" schedules)
+    x_t = (1 - sigma) * x0 + sigma * eps                              (flow matching)
 
 >>> import imagegen_nb as ig
 >>> tr = ig.trace("a red circle", seed=0, num_inference_steps=4)
->>> len(tr), tuple(tr.x0.shape), tr.schedule_kind
-(4, (4, 4, 16, 16), 'vp')
+>>> len(tr), tuple(tr.x0.shape), tr.schedule_kind, tr.prediction_type
+(4, (4, 4, 16, 16), 'vp', 'v_prediction')
 >>> tr.decode(-1, "x0").size
 (64, 64)
 """
 
 from __future__ import annotations
 
-import copy
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,17 +34,19 @@ from .steps import Run
 __all__ = ["Trace", "trace"]
 
 _TASKS = ("generate", "edit", "inpaint", "control")
-_KINDS = ("x0", "latent", "noise", "noise_cond", "noise_uncond")
+_KINDS = ("x0", "latent", "noise", "noise_cond", "noise_uncond", "model_output", "model_output_cond",
+          "model_output_uncond")
 
 
 @dataclass(repr=False)
 class Trace:
     """The record of one picture's denoising. Tensors are on the CPU in float16, one row per step.
 
-    `latents` (x_t going into the step), `noise` (the guided prediction the sampler used), `noise_cond` and
-    `noise_uncond` (the denoiser's two halves before guidance; None without guidance), `x0` (the predicted clean
-    latent) are (steps, C, H, W). `timesteps` is (steps,); `alpha_bar` (VP schedules) or `sigmas` (sigma and flow
-    schedules) gives the noise level at each step, the other is None.
+    (steps, C, H, W) each: `latents` (x_t going into the step), `model_output` (the guided prediction the sampler
+    used, as the model makes it: eps, v or flow velocity), `noise` (the noise eps it implies) and `x0` (the clean
+    latent it implies); `model_output_cond`/`model_output_uncond` and `noise_cond`/`noise_uncond` are the
+    denoiser's two halves before guidance (None without guidance). `timesteps` is (steps,); `alpha_bar` (VP
+    schedules) or `sigmas` (sigma and flow schedules) gives the noise level at each step, the other is None.
 
     >>> import imagegen_nb as ig
     >>> tr = ig.trace("two green triangles", seed=3, num_inference_steps=3)
@@ -64,11 +66,13 @@ class Trace:
     elapsed: Any = None  # seconds since the run started, per step
     family: str = ""
     schedule_kind: str = "vp"  # "vp", "sigma" or "flow"
-    prediction_type: str = "epsilon"  # "epsilon", "v_prediction", "sample", or "flow" (velocity eps - x0)
-    _pipe: Any = field(default=None, repr=False)  # weak reference: a trace must not keep an evicted model alive
+    prediction_type: str = "epsilon"  # what model_output is: "epsilon", "v_prediction", "sample" or "flow"
+    model_output: Any = None
+    model_output_cond: Any = None
+    model_output_uncond: Any = None
+    # Only a weak reference and the model's name: a trace must not keep an evicted model alive.
+    _pipe: Any = field(default=None, repr=False)
     _model: str | None = field(default=None, repr=False)
-    _scheduler: Any = field(default=None, repr=False)  # a copy holding this run's timesteps and sigmas
-    _step_indices: list = field(default_factory=list, repr=False)
 
     def __len__(self) -> int:
         return int(self.timesteps.shape[0])
@@ -77,8 +81,8 @@ class Trace:
         level = "alpha_bar" if self.alpha_bar is not None else "sigmas"
         shape = tuple(self.latents.shape[1:]) if len(self) else ()
         cfg = "with" if self.noise_cond is not None else "without"
-        return (f"Trace({len(self)} steps of {self.family} ({self.schedule_kind} schedule, {level}), latents "
-                f"{shape}, {cfg} cond/uncond split)")
+        return (f"Trace({len(self)} steps of {self.family} ({self.schedule_kind} schedule, {level}, "
+                f"{self.prediction_type} model), latents {shape}, {cfg} cond/uncond split)")
 
     @property
     def pipe(self):
@@ -104,51 +108,47 @@ class Trace:
         return {"sigma": float(self.sigmas[i])}
 
     def x0_from(self, i: int, noise):
-        """The clean latent a given prediction at step i implies (e.g. `noise_cond[i]`): the same inversion of the
-        forward process that gives `x0[i]` (`imagegen_nb.steps.predict_x0`). Returns float32 (C, H, W)."""
-        from .steps import predict_x0
+        """The clean latent that noise eps at step i implies (e.g. `noise_cond[i]`), by the forward process:
+        x0 = (x_t - sqrt(1 - alpha_bar) eps) / sqrt(alpha_bar) for VP schedules, x_t - sigma eps for sigma ones,
+        (x_t - sigma eps) / (1 - sigma) for flow matching. Returns float32 (C, H, W).
 
+        Near pure noise (alpha_bar near 0, sigma near 1 for flow) x_t is almost all eps and the division magnifies
+        float16 rounding; there `x0[i]`, computed from the model's output before rounding, is the one to trust.
+        """
         i = self._index(i)
-        out = predict_x0(self._scheduler, noise.float()[None], self.latents[i].float()[None],
-                         float(self.timesteps[i]), self._step_indices[i])
-        return out[0]
+        x_t, eps = self.latents[i].float(), noise.float()
+        if self.alpha_bar is not None:
+            ab = float(self.alpha_bar[i])
+            return (x_t - (1 - ab) ** 0.5 * eps) / ab**0.5
+        s = float(self.sigmas[i])
+        if self.schedule_kind == "flow":
+            return (x_t - s * eps) / (1 - s)
+        return x_t - s * eps
 
     def tensor(self, i: int, what: str = "x0"):
-        """The float32 latent (C, H, W) `decode` would show: x0, x_t ("latent"), or a noise prediction.
+        """The float32 latent (C, H, W) `decode` would show: x0, x_t ("latent"), the noise eps ("noise",
+        "noise_cond", "noise_uncond") or the model's raw output ("model_output", ..._cond, ..._uncond).
 
         For sigma schedules x_t = x0 + sigma * eps is divided by sqrt(1 + sigma^2) (what the sampler does before
-        the model sees it), so it is on the VAE's scale like the other kinds. A noise prediction is the noise eps
-        the model's output implies, whatever it predicts: a v-prediction model's v is turned into
-        eps = (x_t - sqrt(alpha_bar) x0) / sqrt(1 - alpha_bar), with x0 from that same output. (`noise`,
-        `noise_cond` and `noise_uncond` keep the outputs as they were: near pure noise, only v still holds x0.)
-        Flow models' velocity eps - x0 is shown as it is.
+        the model sees it), so it is on the VAE's scale like the other kinds.
         """
         i = self._index(i)
         if what not in _KINDS:
             raise ValueError(f"what must be one of {', '.join(map(repr, _KINDS))}, not {what!r}")
-        source = {"x0": self.x0, "latent": self.latents, "noise": self.noise, "noise_cond": self.noise_cond,
-                  "noise_uncond": self.noise_uncond}[what]
+        source = getattr(self, "latents" if what == "latent" else what)
         if source is None:
             raise ValueError(f"this trace has no {what}: it was made without classifier-free guidance "
                              "(guidance_scale <= 1, or a guidance-distilled model)")
         z = source[i].float()
         if what == "latent" and self.schedule_kind == "sigma":
             z = z / (1.0 + float(self.sigmas[i]) ** 2) ** 0.5
-        if what.startswith("noise") and self.prediction_type not in ("epsilon", "flow"):
-            z = self._implied_noise(i, z)
         return z
 
-    def _implied_noise(self, i: int, prediction):
-        x_t, x0 = self.latents[i].float(), self.x0_from(i, prediction)
-        if self.alpha_bar is not None:
-            ab = float(self.alpha_bar[i])
-            return (x_t - ab**0.5 * x0) / (1 - ab) ** 0.5
-        return (x_t - x0) / float(self.sigmas[i])
-
     def decode(self, i: int, what: str = "x0", *, fast: bool = False) -> Image.Image:
-        """Step i as a picture: `what` is "x0" (the model's current guess), "latent" (x_t) or "noise" (also
-        "noise_cond", "noise_uncond"). The full VAE by default; `fast=True` uses the cheap linear preview
-        (`imagegen_nb.previews.preview_image`), at latent resolution. Decoding happens only when asked."""
+        """Step i as a picture: `what` is "x0" (the model's current guess), "latent" (x_t), "noise" (the noise eps;
+        also "noise_cond", "noise_uncond") or "model_output" (what the model output, e.g. v). The full VAE by
+        default; `fast=True` uses the cheap linear preview (`imagegen_nb.previews.preview_image`), at latent
+        resolution. Decoding happens only when asked."""
         from .previews import preview_image, vae_decode
 
         z = self.tensor(i, what)
@@ -166,45 +166,37 @@ class _Recorder:
         self.levels: list[float] = []
         self.elapsed: list[float] = []
         self.latents: list = []
+        self.model_output: list = []
         self.noise: list = []
         self.x0: list = []
-        self.raw: list = []
-        self.step_indices: list[int | None] = []
+        self.halves: list = []  # per step: (cond output, uncond output, cond eps, uncond eps) or None
         self.kind: str | None = None
-        self.scheduler = None
+        self.prediction_type: str | None = None
         self.pipe = None
 
     def __call__(self, run: Run, step) -> None:
         import torch
 
-        from .steps import schedule_kind
-
         if self.kind is None:
-            self.pipe = step.pipe
-            self.kind = schedule_kind(step.pipe.scheduler)
-            # A shallow copy keeps this run's timesteps/sigmas even after the cached scheduler is set up again.
-            self.scheduler = copy.copy(step.pipe.scheduler)
+            self.pipe, self.kind, self.prediction_type = step.pipe, step.kind, step.prediction_type
         value = step.schedule
-        index = step._step_index
-        if index is None and self.kind == "sigma":
-            index = int(step.pipe.scheduler.index_for_timestep(step.timestep))
         self.timesteps.append(step.timestep)
         self.levels.append(value.get("alpha_bar", value.get("sigma")))
         self.elapsed.append(step.elapsed)
-        self.step_indices.append(index)
 
         def keep(t):
             return t.detach()[0].to(device="cpu", dtype=torch.float16, copy=True)
 
         self.latents.append(keep(step.latents))
-        self.noise.append(keep(step.model_output))
+        self.model_output.append(keep(step.model_output))
+        self.noise.append(keep(step.noise))
         self.x0.append(keep(step.x0))
-        raw, b = step.raw_output, step.latents.shape[0]
-        if isinstance(raw, torch.Tensor) and raw.shape[0] == 2 * b and raw.shape[1:] == step.latents.shape[1:]:
-            # diffusers batches [unconditional, conditional] for classifier-free guidance
-            self.raw.append((keep(raw[b:]), keep(raw[:b])))
+        halves = step.guidance_halves
+        if halves is None:
+            self.halves.append(None)
         else:
-            self.raw.append(None)
+            cond, uncond = halves
+            self.halves.append((keep(cond), keep(uncond), keep(step.split(cond)[1]), keep(step.split(uncond)[1])))
 
 
 def trace(prompt, *, task: str = "generate", image=None, mask_image=None, control_image=None, run: Run | None = None,
@@ -270,17 +262,19 @@ def trace(prompt, *, task: str = "generate", image=None, mask_image=None, contro
             out = pipe._unpack_latents(out, height, width, pipe.vae_scale_factor)
         return out
 
-    split = r["guidance_scale"] > 1 and recorder.raw and all(x is not None for x in recorder.raw)
+    split = r["guidance_scale"] > 1 and recorder.halves and all(h is not None for h in recorder.halves)
+
+    def half(k):
+        return stack([h[k] for h in recorder.halves]) if split else None
+
     levels = torch.tensor(recorder.levels, dtype=torch.float64)
     kind = recorder.kind or "vp"
     return Trace(
         image=result, timesteps=torch.tensor(recorder.timesteps, dtype=torch.float32),
         latents=stack(recorder.latents), noise=stack(recorder.noise), x0=stack(recorder.x0),
-        noise_cond=stack([c for c, _ in recorder.raw]) if split else None,
-        noise_uncond=stack([u for _, u in recorder.raw]) if split else None,
+        noise_cond=half(2), noise_uncond=half(3), model_output=stack(recorder.model_output),
+        model_output_cond=half(0), model_output_uncond=half(1),
         alpha_bar=levels if kind == "vp" else None, sigmas=levels if kind != "vp" else None,
         elapsed=torch.tensor(recorder.elapsed, dtype=torch.float64), family=r["family"], schedule_kind=kind,
-        prediction_type="flow" if kind == "flow" else (
-            recorder.scheduler.config.get("prediction_type", "epsilon") if recorder.scheduler else "epsilon"),
-        _pipe=weakref.ref(pipe) if pipe is not None else None, _model=r["model"], _scheduler=recorder.scheduler,
-        _step_indices=recorder.step_indices)
+        prediction_type=recorder.prediction_type or "epsilon",
+        _pipe=weakref.ref(pipe) if pipe is not None else None, _model=r["model"])

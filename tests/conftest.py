@@ -26,15 +26,17 @@ def pixels():
 
 @pytest.fixture
 def implied_noise():
-    """The noise eps a VP trace's recorded predictions stand for, (steps, C, H, W) float64, from the textbook
-    relations: eps itself, or for v = sqrt(ab) eps - sqrt(1 - ab) x0, eps = sqrt(ab) v + sqrt(1 - ab) x_t."""
+    """The noise eps a VP trace's recorded model outputs stand for, (steps, C, H, W) float64, worked out here from
+    `trace.model_output` (or the outputs given, e.g. `trace.model_output_cond`) by the textbook relations, to check
+    the library's `trace.noise` against: eps itself, or for v = sqrt(ab) eps - sqrt(1 - ab) x0,
+    eps = sqrt(ab) v + sqrt(1 - ab) x_t."""
 
-    def noise(trace, prediction=None):
-        prediction = (trace.noise if prediction is None else prediction).double()
+    def noise(trace, output=None):
+        output = (trace.model_output if output is None else output).double()
         if trace.prediction_type == "epsilon":
-            return prediction
-        assert trace.prediction_type == "v_prediction"
+            return output
+        assert trace.prediction_type == "v_prediction" and trace.schedule_kind == "vp"
         ab = trace.alpha_bar.view(-1, 1, 1, 1)
-        return ab.sqrt() * prediction + (1 - ab).sqrt() * trace.latents.double()
+        return ab.sqrt() * output + (1 - ab).sqrt() * trace.latents.double()
 
     return noise

@@ -22,12 +22,13 @@ def vp_trace():
 def test_trace_shapes_and_types(vp_trace):
     tr = vp_trace
     assert len(tr) == 6 and tr.family == "tiny" and tr.schedule_kind == "vp"
-    for name in ("latents", "noise", "x0", "noise_cond", "noise_uncond"):
+    for name in ("latents", "noise", "x0", "noise_cond", "noise_uncond", "model_output", "model_output_cond",
+                 "model_output_uncond"):
         t = getattr(tr, name)
         assert t.dtype == torch.float16 and t.device.type == "cpu" and tuple(t.shape) == (6, 4, 16, 16), name
     assert tr.sigmas is None and tr.alpha_bar.shape == (6,) and tr.timesteps.shape == (6,)
     assert ig.recipe(tr.image)["prompt"] == PROMPT
-    assert "6 steps" in repr(tr)
+    assert "6 steps" in repr(tr) and "v_prediction" in repr(tr)
 
 
 def test_same_picture_as_generate(vp_trace, pixels):
@@ -35,28 +36,45 @@ def test_same_picture_as_generate(vp_trace, pixels):
     assert (pixels(plain) == pixels(vp_trace.image)).all()
 
 
+def _relative(a, b):
+    return float(((a - b).abs() / (b.abs() + 1)).max())
+
+
 def test_vp_forward_process_holds_at_every_step(vp_trace, implied_noise):
-    # x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps, with the model's eps and x0 (fp16 storage tolerance)
+    # x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps with the trace's own eps and x0, to float16 precision
     tr = vp_trace
     _, pipe = ig.cache.shared.pipeline(None, "generate")
-    assert tr.prediction_type == pipe.scheduler.config.prediction_type
+    assert tr.prediction_type == pipe.scheduler.config.prediction_type == "v_prediction"
+    # trace.noise is the noise eps, not the model's v: the textbook eps = sqrt(ab) v + sqrt(1 - ab) x_t
     eps = implied_noise(tr)
+    assert _relative(tr.noise.double(), eps) < 2e-3
+    assert (tr.noise.double() - tr.model_output.double()).abs().max() > 0.5  # v is something else
     shown = torch.stack([tr.tensor(i, "noise") for i in range(len(tr))]).double()  # what decode(i, "noise") shows
-    assert torch.allclose(shown, eps, rtol=2e-3, atol=2e-2)
+    assert torch.equal(shown, tr.noise.double())
     ab = tr.alpha_bar.view(-1, 1, 1, 1)
-    rebuilt = ab.sqrt() * tr.x0.double() + (1 - ab).sqrt() * eps
-    assert torch.allclose(tr.latents.double(), rebuilt, rtol=2e-3, atol=2e-2)
+    rebuilt = ab.sqrt() * tr.x0.double() + (1 - ab).sqrt() * tr.noise.double()
+    assert _relative(rebuilt, tr.latents.double()) < 2e-3
+    # and v = sqrt(ab) eps - sqrt(1 - ab) x0, what the model was trained to output
+    v = ab.sqrt() * tr.noise.double() - (1 - ab).sqrt() * tr.x0.double()
+    assert _relative(v, tr.model_output.double()) < 2e-3
+    # the first step of a zero-terminal-SNR schedule is pure noise: x_t is eps itself
+    assert float(tr.alpha_bar[0]) <= 2.0**-24 and _relative(tr.noise[0].double(), tr.latents[0].double()) < 2e-3
     # the levels are the scheduler's own alphas_cumprod at the visited timesteps
     expected = pipe.scheduler.alphas_cumprod.double()[tr.timesteps.round().long()]
     assert torch.equal(tr.alpha_bar, expected)
     assert (tr.alpha_bar[1:] > tr.alpha_bar[:-1]).all()  # noise falls step by step
 
 
-def test_guided_noise_is_the_classifier_free_mix(vp_trace):
+def test_guided_noise_is_the_classifier_free_mix(vp_trace, implied_noise):
     tr, w = vp_trace, 4.0
+    cond, uncond = tr.model_output_cond.double(), tr.model_output_uncond.double()
+    assert torch.allclose(tr.model_output.double(), uncond + w * (cond - uncond), rtol=5e-3, atol=5e-2)
+    # eps is affine in the model's output at a given x_t, so the halves' noise mixes the same way
+    assert _relative(tr.noise_cond.double(), implied_noise(tr, tr.model_output_cond)) < 2e-3
+    assert _relative(tr.noise_uncond.double(), implied_noise(tr, tr.model_output_uncond)) < 2e-3
     mix = tr.noise_uncond.double() + w * (tr.noise_cond.double() - tr.noise_uncond.double())
     assert torch.allclose(tr.noise.double(), mix, rtol=5e-3, atol=5e-2)
-    # and the x0 a prediction implies is the recorded one for the guided prediction
+    # and the x0 a noise implies is the recorded one for the guided noise
     i = 2
     assert torch.allclose(tr.x0_from(i, tr.noise[i]), tr.x0[i].float(), rtol=2e-3, atol=5e-2)
 
@@ -95,6 +113,10 @@ def test_sigma_scheduler_records_sigmas():
     # (from step 1 on: the first sigma of a zero-SNR schedule is 4096, where float16 records of x are coarse)
     for k in (1, 2):
         assert torch.allclose(x[k + 1], x[k] + (s[k + 1] - s[k]) * (x[k] - x0[k]) / s[k], atol=2e-2), k
+    # x = x0 + sigma * eps at every step, and eps is the noise, not the model's v
+    rebuilt = x0 + s.view(-1, 1, 1, 1) * tr.noise.double()
+    assert _relative(rebuilt, x) < 2e-3
+    assert tr.noise.double().std() > 0.5 and tr.prediction_type == "v_prediction"
     assert tr.decode(0, "latent").size == (64, 64)
 
 
@@ -216,3 +238,147 @@ def test_predict_x0_inverts_the_forward_process_for_each_kind():
     t = flow.timesteps[3]
     x_t = flow.scale_noise(x0, t[None], eps)
     assert torch.allclose(steps.predict_x0(flow, eps - x0, x_t, t, 3), x0, atol=1e-4)
+
+
+# -- flow-matching families: eps and x0 from the velocity --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    from imagegen_nb import testing
+
+    root = tmp_path_factory.mktemp("trace-families")
+    out = {fam: str(testing.make_tiny_model(fam, root / fam)) for fam in ("sd15", "sd3", "flux", "zimage")}
+    yield out
+    for model in out.values():
+        ig.cache.evict(model)
+
+
+def _tiny_trace(tiny_models, fam, **kwargs):
+    from imagegen_nb import testing
+
+    h, w = testing.SAMPLE_SIZE[fam]
+    args = dict(model=tiny_models[fam], seed=0, num_inference_steps=5, guidance_scale=3.0, width=w, height=h,
+                progress=False, **testing.CALL_KWARGS[fam])
+    return ig.trace("a red house", **{**args, **kwargs})
+
+
+@pytest.mark.parametrize(("fam", "scheduler"), [("sd3", None), ("sd3", "unipc"), ("flux", None), ("flux", "unipc"),
+                                               ("zimage", None)])  # Z-Image takes only FlowMatchEuler
+def test_flow_traces_hold_the_flow_forward_process(tiny_models, fam, scheduler):
+    tr = _tiny_trace(tiny_models, fam, scheduler=scheduler)
+    assert tr.schedule_kind == "flow" and tr.prediction_type == "flow" and tr.alpha_bar is None and len(tr) == 5
+    x, x0, eps = tr.latents.double(), tr.x0.double(), tr.noise.double()
+    s = tr.sigmas.double().view(-1, 1, 1, 1)
+    assert (s[1:] < s[:-1]).all() and float(s[0]) > 0.9
+    # x_t = (1 - sigma) x0 + sigma eps, and the model's output is the velocity eps - x0
+    assert _relative((1 - s) * x0 + s * eps, x) < 2e-3
+    assert _relative(eps - x0, tr.model_output.double()) < 5e-3
+    if fam == "flux":  # guidance-distilled: one model call per step, no split; latents unpacked
+        assert tr.noise_cond is None and tr.latents.ndim == 4
+    else:
+        c, u, m = tr.model_output_cond.double(), tr.model_output_uncond.double(), tr.model_output.double()
+        # SD3 mixes as ordinary CFG; Z-Image's pipelines mix cond + w (cond - uncond)
+        mix = u + 3.0 * (c - u) if fam == "sd3" else c + 3.0 * (c - u)
+        assert torch.allclose(mix, m, atol=2e-2), fam
+        s2 = float(tr.sigmas[2])  # x0_from inverts the same relation for each half's noise
+        assert _relative((1 - s2) * tr.x0_from(2, tr.noise_cond[2]).double() + s2 * tr.noise_cond[2].double(),
+                         x[2]) < 5e-3
+    assert tr.decode(1, "noise", fast=True).size == tr.decode(1, "model_output", fast=True).size
+
+
+def test_trace_player_says_what_its_noise_panel_holds(vp_trace, tiny_models):
+    from imagegen_nb.widgets import trace_player
+
+    assert "implied by the model's output v" in dict(trace_player.captions(vp_trace))["noise"]
+    flow = trace_player.captions(_tiny_trace(tiny_models, "sd3", num_inference_steps=2))
+    assert "velocity" in dict(flow)["noise"] and "predicted noise" not in dict(flow)["noise"]
+    eps = trace_player.captions(_tiny_trace(tiny_models, "sd15", num_inference_steps=2))
+    assert dict(eps)["noise"].startswith("predicted noise ε")
+
+
+# -- counting steps as users mean them ---------------------------------------------------------------------------
+
+
+def _watched(pipe, n, scheduler=None, stop_after=None):
+    """Call `pipe` for n steps under a Run (with `scheduler` swapped in); the steps it heard and the Run."""
+    seen = []
+
+    def listen(run, step):
+        seen.append((step.index, step.total, step.timestep, step.model_calls))
+        if stop_after is not None and step.index + 1 == stop_after:
+            run.stop()
+
+    run = ig.Run(on_step=listen)
+    previous = pipe.scheduler
+    if scheduler is not None:
+        pipe.scheduler = scheduler
+    try:
+        with steps.watch(pipe, run, total=n), torch.inference_mode():
+            pipe("a red house", num_inference_steps=n, width=32, height=32, generator=torch.Generator().manual_seed(0))
+    finally:
+        pipe.scheduler = previous
+    return seen, run
+
+
+def test_pndm_counts_its_first_step_once(tiny_models):
+    # SD 1.5's own scheduler repeats its first timestep (PLMS warm-up): 5 model calls for 4 steps
+    seen = []
+    ig.generate("a red house", model=tiny_models["sd15"], num_inference_steps=4, width=32, height=32, seed=0,
+                progress=False, run=ig.Run(on_step=lambda run, step: seen.append((step.index, step.total,
+                                                                                step.timestep, step.model_calls))))
+    assert [s[:2] for s in seen] == [(0, 4), (1, 4), (2, 4), (3, 4)]
+    assert [s[3] for s in seen] == [2, 1, 1, 1] and len({s[2] for s in seen}) == 4
+    tr = _tiny_trace(tiny_models, "sd15", num_inference_steps=4)
+    assert len(tr) == 4 and len(set(tr.timesteps.tolist())) == 4 and tr.schedule_kind == "vp"
+    ab = tr.alpha_bar.view(-1, 1, 1, 1)
+    assert _relative(ab.sqrt() * tr.x0.double() + (1 - ab).sqrt() * tr.noise.double(), tr.latents.double()) < 2e-3
+
+
+@pytest.mark.filterwarnings("ignore:__array_wrap__ must accept context:DeprecationWarning")  # KDPM2 on NumPy 2
+@pytest.mark.parametrize("kind", ["heun", "kdpm2", "pndm_prk"])
+def test_two_and_four_call_steps_count_once(tiny_models, kind):
+    from diffusers import HeunDiscreteScheduler, KDPM2DiscreteScheduler, PNDMScheduler
+
+    _, pipe = ig.cache.shared.pipeline(tiny_models["sd15"], "generate")
+    config = pipe.scheduler.config
+
+    def fresh():
+        if kind == "heun":
+            return HeunDiscreteScheduler.from_config(config)
+        if kind == "kdpm2":
+            return KDPM2DiscreteScheduler.from_config(config)
+        return PNDMScheduler.from_config(config, skip_prk_steps=False)  # Runge-Kutta warm-up: 4 calls a step
+
+    calls = {"heun": [2, 2, 2, 1], "kdpm2": [2, 2, 2, 1], "pndm_prk": [4, 4, 4, 1]}[kind]
+    seen, run = _watched(pipe, 4, fresh())
+    assert [s[0] for s in seen] == [0, 1, 2, 3] and {s[1] for s in seen} == {4}
+    assert [s[3] for s in seen] == calls and run.steps_done == 4 and not run.stopped
+    # Stop after step 2 of 4: the step's second call still runs, nothing after it
+    seen, run = _watched(pipe, 4, fresh(), stop_after=2)
+    assert [s[3] for s in seen] == calls[:2] and run.steps_done == 2 and run.stopped
+
+
+def test_a_stopped_run_used_again_runs_in_full():
+    run = ig.Run(on_step=lambda run, step: run.stop() if step.index == 1 and run.total == 6 else None)
+    ig.generate("a red circle", seed=0, num_inference_steps=6, progress=False, run=run)
+    assert run.stopped and run.steps_done == 2
+    image = ig.generate("a red circle", seed=0, num_inference_steps=5, progress=False, run=run)
+    assert not run.stopped and run.steps_done == 5 and ig.recipe(image).get("stopped_at") is None
+
+
+# -- a trace does not keep a model alive (last: it empties the shared cache) ---------------------------------------
+
+
+def test_a_trace_lets_an_evicted_pipeline_go():
+    import gc
+    import weakref
+
+    tr = ig.trace("a red circle", seed=0, num_inference_steps=3, progress=False)
+    entry, pipe = ig.cache.shared.pipeline(None, "generate")
+    pipe_ref, unet_ref = weakref.ref(pipe), weakref.ref(pipe.unet)
+    del entry, pipe
+    ig.cache.clear()
+    gc.collect()
+    assert pipe_ref() is None and unet_ref() is None
+    assert tr.decode(-1, "x0").size == (64, 64)  # the trace loads the model again when asked to decode
