@@ -1,10 +1,17 @@
-"""Lesson: the reverse process, read off a trace. At every step the model looks at x_t and predicts the noise eps;
-subtracting it gives its current guess of the clean picture,
+"""Lesson: the reverse process, read off a trace. At every step the model looks at x_t and makes a prediction from
+which both the clean picture x0 and the noise eps follow, by the forward process
+x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps. What it predicts depends on how it was trained:
 
-    x0_pred = (x_t - sqrt(1 - alpha_bar_t) * eps_pred) / sqrt(alpha_bar_t),
+- the noise eps (SD 1.5, SDXL): x0_pred = (x_t - sqrt(1 - alpha_bar_t) * eps_pred) / sqrt(alpha_bar_t);
+- v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x0 (Salimans & Ho 2022; the built-in model, whose
+  zero-terminal-SNR schedule makes alpha_bar = 0 at the first step, where eps would say nothing about x0):
+  x0_pred = sqrt(alpha_bar_t) x_t - sqrt(1 - alpha_bar_t) v_pred, eps_pred = sqrt(alpha_bar_t) v_pred +
+  sqrt(1 - alpha_bar_t) x_t;
+- the velocity eps - x0 of flow matching (SD3, FLUX, Z-Image), on x_t = (1 - sigma) x0 + sigma eps.
 
-and the sampler moves x_t a little towards it (DDIM: Song et al. 2021, eq. 12). Early guesses are blurry averages of
-everything the prompt could mean; they sharpen as the noise level falls.
+A trace keeps the model's output (`trace.model_output`) and both things it implies (`trace.x0`, `trace.noise`),
+and the sampler moves x_t a little towards x0_pred (DDIM: Song et al. 2021, eq. 12). Early guesses are blurry
+averages of everything the prompt could mean; they sharpen as the noise level falls.
 
 >>> import imagegen_nb as ig
 >>> from imagegen_nb.teach import reverse
@@ -22,7 +29,7 @@ from ._common import new_figure, show_image
 
 __all__ = ["HTMLAnimation", "animation", "gif", "grid", "html", "pick_steps"]
 
-ROWS = (("latent", "x_t"), ("x0", "x0 predicted"), ("noise", "noise predicted"))
+ROWS = (("latent", "x_t"), ("x0", "x0 predicted"), ("noise", "noise eps implied"))
 
 
 def pick_steps(trace, n: int) -> list[int]:
@@ -42,8 +49,8 @@ def _level(trace, i: int) -> str:
 
 
 def grid(trace, n: int = 6, *, fast: bool = False):
-    """Rows x_t, x0 and the noise prediction, at `n` steps of the trace (columns). `fast=True` uses the linear
-    latent preview instead of the VAE (a must for big models on a CPU).
+    """Rows x_t, x0 and the noise eps the model's output implies, at `n` steps of the trace (columns). `fast=True`
+    uses the linear latent preview instead of the VAE (a must for big models on a CPU).
 
     >>> import imagegen_nb as ig
     >>> from imagegen_nb.teach import reverse
@@ -52,7 +59,10 @@ def grid(trace, n: int = 6, *, fast: bool = False):
     ['step 0', 'step 1']
     """
     steps = pick_steps(trace, n)
-    fig, axes = new_figure(3, len(steps), title=f"reverse process ({trace.family}, {len(trace)} steps)")
+    predicts = {"epsilon": "predicts eps", "v_prediction": "predicts v", "flow": "predicts the velocity eps - x0",
+                "sample": "predicts x0"}.get(trace.prediction_type, trace.prediction_type)
+    fig, axes = new_figure(3, len(steps), title=f"reverse process ({trace.family}, {len(trace)} steps; the model "
+                                                f"{predicts})")
     for j, i in enumerate(steps):
         for row, (what, _) in enumerate(ROWS):
             title = f"step {i}, t={float(trace.timesteps[i]):.0f}\n{_level(trace, i)}" if row == 0 else None

@@ -1,8 +1,10 @@
 """Lesson: the noise schedule, how much signal is left at each timestep, and which timesteps each sampler visits.
 
-Training fixes alpha_bar_t = prod_{s<=t} (1 - beta_s) for t = 0..999 (SD's "scaled linear" betas). A sampler with N
-steps visits only N of those noise levels, and schedulers differ in which: evenly spaced timesteps (DDIM),
-Karras-style sigmas, and so on. Three views of the same numbers:
+Training fixes alpha_bar_t = prod_{s<=t} (1 - beta_s) for t = 0..999 (SD's "scaled linear" betas; the built-in
+model's are rescaled to zero terminal SNR, Lin et al. 2024, so alpha_bar_999 = 0 and sampling starts from pure
+noise). A sampler with N steps visits only N of those noise levels, and schedulers differ in which: evenly spaced
+timesteps ("trailing" ones, which start at t = 999, for a zero-SNR model), Karras-style sigmas, and so on. Three
+views of the same numbers:
 
 - alpha_bar_t, the signal's share of the variance;
 - SNR_t = alpha_bar_t / (1 - alpha_bar_t), on a log scale (Kingma et al. 2021);

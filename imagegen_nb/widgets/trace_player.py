@@ -1,5 +1,5 @@
 """Step through a recorded denoising run: at each step the noisy latent x_t, the model's predicted clean picture
-x0 and its predicted noise eps, side by side, with the timestep and the noise level of the schedule.
+x0 and the noise eps its prediction implies, side by side, with the timestep and the noise level of the schedule.
 """
 
 from __future__ import annotations
@@ -12,12 +12,26 @@ from ._common import PIXELATED_CLASS, PIXELATED_CSS, error_html, png_bytes
 PANELS = (("latent", "x<sub>t</sub>: the noisy latent going in"),
           ("x0", "predicted x<sub>0</sub>: the model's guess of the result"),
           ("noise", "predicted noise ε"))
+# The noise panel shows trace.noise, the eps the model's output implies; say what that output was.
+NOISE_CAPTIONS = {
+    "epsilon": "predicted noise ε (the model's output)",
+    "v_prediction": "noise ε implied by the model's output v = √ᾱ<sub>t</sub>·ε − √(1−ᾱ<sub>t</sub>)·x<sub>0</sub>",
+    "flow": "noise ε implied by the model's output, the velocity ε − x<sub>0</sub>",
+    "sample": "noise ε implied by the model's output x<sub>0</sub>",
+}
+
+
+def captions(trace) -> tuple[tuple[str, str], ...]:
+    """The panels for this trace: what `trace.decode` shows in each, and the caption under it."""
+    noise = NOISE_CAPTIONS.get(getattr(trace, "prediction_type", "epsilon"), "noise ε implied by the model's output")
+    return tuple((what, noise if what == "noise" else caption) for what, caption in PANELS)
 
 
 class TracePlayer(widgets.VBox):
     """A slider and a Play button over the steps of a trace (`ig.trace(...)`).
 
-    For step i it shows `trace.decode(i, "latent")`, `trace.decode(i, "x0")` and `trace.decode(i, "noise")`,
+    For step i it shows `trace.decode(i, "latent")`, `trace.decode(i, "x0")` and `trace.decode(i, "noise")` (the
+    noise eps the model's output implies, whether it predicts eps, v or a flow velocity; the caption says which),
     and the timestep t with the schedule's noise level: alpha_bar_t for VP schedules
     (x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps), sigma for sigma and flow schedules.
     `fast=True` decodes with the cheap linear latent-to-colour map instead of the VAE. Decoded pictures are kept,
@@ -45,7 +59,7 @@ class TracePlayer(widgets.VBox):
         self.message = widgets.HTML()
         self.views: dict[str, widgets.Image] = {}
         columns = []
-        for what, caption in PANELS:
+        for what, caption in captions(trace):
             view = widgets.Image(format="png", layout={"width": f"{panel_width}px"})
             view.add_class(PIXELATED_CLASS)
             self.views[what] = view
