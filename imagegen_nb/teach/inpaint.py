@@ -3,7 +3,8 @@ the latent outside it is replaced by the original picture's latent noised to the
 
     x_t <- m * x_t + (1 - m) * (sqrt(alpha_bar_t) * x0_orig + sqrt(1 - alpha_bar_t) * eps),
 
-so only the masked latent pixels are free (the "replacement" method; Lugmayr et al. 2022 refine it). One latent
+so only the masked latent pixels are free (the "replacement" method; Lugmayr et al. 2022 refine it; flow-matching
+models, SD3, FLUX and Z-Image, noise the original as (1 - sigma) x0_orig + sigma eps instead). One latent
 pixel covers f x f pixels (f = 8 for SD, 4 for the built-in model), so the repainted region is the mask rounded to
 that grid; `ig.inpaint` then pastes the original back outside the mask in pixel space.
 
