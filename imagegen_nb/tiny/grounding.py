@@ -84,7 +84,7 @@ def targets(scenes: list[world.Scene], captions: list[str], max_tokens: int) -> 
 
 class Store:
     """Collects the cross-attention probabilities of one forward pass, with their gradients (give it to
-    `teach.attention.AttentionRecorder`, which computes attention explicitly and hands each layer's here)."""
+    `attention_maps.AttentionRecorder`, which computes attention explicitly and hands each layer's here)."""
 
     def __init__(self):
         self.layers: list[tuple[object, int]] = []
