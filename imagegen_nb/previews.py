@@ -5,9 +5,8 @@ linear function of that patch's mean colour. So `rgb = latent @ W + b` (then `(r
 small, blurry but faithful picture of a latent for the cost of one 4x3 matrix product, where a VAE decode costs
 as much as several denoising steps.
 
-- Built-in model ("tiny"): W and b are fitted by least squares against its own VAE the first time they are
-  needed (a few pictures of the shapes world, encoded; pixels averaged down to latent resolution) and kept per
-  VAE object.
+- A VAE folder that ships `latent_rgb.json` (the built-in models do: fitted by least squares on the shapes world
+  when they are exported, `imagegen_nb.tiny.latent_rgb`): that map, read once per VAE object.
 - SD 1.x/2.x, SDXL (and PixArt-Sigma, which uses the SDXL VAE), SD3, FLUX.1 (and Z-Image, which uses the FLUX.1
   VAE): the published factors that live previews in the community use (the `latent_rgb_factors` tables, first
   fitted by Keturn for SD 1.x, as collected in ComfyUI's `comfy/latent_formats.py`).
@@ -29,7 +28,7 @@ from typing import Any
 
 from PIL import Image
 
-__all__ = ["FACTORS", "family_of_pipe", "fit_linear_map", "linear_map", "preview_image", "vae_decode"]
+__all__ = ["FACTORS", "MAP_FILE", "family_of_pipe", "linear_map", "preview_image", "vae_decode"]
 
 # Published latent -> RGB factors: rows are latent channels, columns R, G, B; output in [-1, 1]. They apply to
 # latents in the diffusion model's scale (the VAE's output times `scaling_factor`, after `shift_factor`), which is
@@ -53,9 +52,9 @@ FACTORS: dict[str, tuple[list[list[float]], list[float]]] = {
     "sd3": _SD3, "flux-schnell": _FLUX, "flux-dev": _FLUX, "zimage-turbo": _FLUX,
 }
 
-FIT_PICTURES = 32  # shapes-world pictures encoded to fit the built-in model's map (8192 latent pixels at 16x16)
+MAP_FILE = "latent_rgb.json"  # a VAE folder's own map: {"weights": C x 3, "bias": 3}
 
-_fitted: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # VAE module -> (W, b), float32 CPU tensors
+_shipped: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # VAE module -> (W, b) or None
 _on_device: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # VAE module -> {(device, family): (W, b)}
 
 
@@ -77,56 +76,41 @@ def family_of_pipe(pipe) -> str | None:
         # model's, loaded outside the cache, or a custom one), for which the published table would be wrong.
         if abs(vae.config.scaling_factor - 0.18215) < 1e-4:
             return "sd15"
-        return "tiny"
     return None
 
 
-def fit_linear_map(vae, n: int = FIT_PICTURES, seed: int = 0):
-    """Least-squares W (C x 3) and b (3) with pixels ~ latent @ W + b, fitted on `n` shapes-world pictures.
-
-    Each picture is encoded (posterior mean, times `scaling_factor`, as the diffusion model sees latents) and
-    averaged down to latent resolution, so every latent pixel is paired with the mean colour (in [-1, 1]) of the
-    patch it summarises. Solved as one `torch.linalg.lstsq` on [latent, 1] -> rgb.
-    """
-    import numpy as np
-    import torch
-
-    from .tiny import world
-
-    pictures, _, _ = world.batch(n, seed=seed, training=True, flip=False)
-    param = next(vae.parameters())
-    px = torch.from_numpy(pictures.astype(np.float32) / 127.5 - 1.0).permute(0, 3, 1, 2)  # (n, 3, 64, 64)
-    with torch.inference_mode():
-        dist = vae.encode(px.to(param.device, param.dtype)).latent_dist
-        z = _to_model_scale(dist.mean.float().cpu(), vae)  # (n, C, h, w)
-    rgb = torch.nn.functional.adaptive_avg_pool2d(px, z.shape[-2:])  # patch means, (n, 3, h, w)
-    X = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
-    Y = rgb.permute(0, 2, 3, 1).reshape(-1, 3)
-    X1 = torch.cat([X, torch.ones(len(X), 1)], dim=1)
-    solution = torch.linalg.lstsq(X1.double(), Y.double()).solution.float()
-    return solution[:-1].contiguous(), solution[-1].contiguous()
-
-
-def _to_model_scale(z, vae):
-    shift = vae.config.get("shift_factor") or 0.0
-    return (z - shift) * vae.config.scaling_factor
-
-
 def linear_map(family: str | None, pipe=None):
-    """(W, b) for a family (published table), or fitted against `pipe.vae` for the built-in model; None if neither.
-
-    Fitted maps are cached per VAE object, so the fit runs once per loaded model.
+    """(W, b) for a family (published table), or the map the pipeline's VAE folder ships (`latent_rgb.json`);
+    None if neither. A shipped map is read once per VAE object.
     """
     import torch
 
     if family in FACTORS:
         w, b = FACTORS[family]
         return torch.tensor(w), torch.tensor(b)
-    if family == "tiny" and pipe is not None and getattr(pipe, "vae", None) is not None:
-        if pipe.vae not in _fitted:
-            _fitted[pipe.vae] = fit_linear_map(pipe.vae)
-        return _fitted[pipe.vae]
-    return None
+    vae = getattr(pipe, "vae", None) if pipe is not None else None
+    if vae is None:
+        return None
+    if vae not in _shipped:
+        _shipped[vae] = _read_map(vae)
+    return _shipped[vae]
+
+
+def _read_map(vae):
+    import json
+    from pathlib import Path
+
+    import torch
+
+    folder = vae.config.get("_name_or_path")
+    path = Path(folder) / MAP_FILE if folder else None
+    if path is None or not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    w, b = torch.tensor(data["weights"], dtype=torch.float32), torch.tensor(data["bias"], dtype=torch.float32)
+    if w.shape != (vae.config.latent_channels, 3) or b.shape != (3,):
+        return None  # a map for another VAE: decode instead of showing wrong colours
+    return w, b
 
 
 def _map_on(latent, family: str | None, pipe):
@@ -203,7 +187,7 @@ def preview_image(step_or_latent: Any, pipe=None, *, family: str | None = None,
             if pipe is None:
                 raise ValueError("no linear latent -> RGB map is known for this latent's family; pass the "
                                  "pipeline (pipe=) to decode it with its VAE, or family= one of "
-                                 f"{', '.join(['tiny', *FACTORS])}")
+                                 f"{', '.join(FACTORS)}")
             return vae_decode(latent, pipe)
         w, b = wb
         if w.shape[0] != latent.shape[1]:

@@ -4,6 +4,8 @@ is the linear map it claims to be. Nothing here depends on the quality of the sh
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -159,7 +161,7 @@ def test_public_trace_stays_the_function_after_its_module_is_imported():
 # -- previews --------------------------------------------------------------------------------------------------
 
 
-def test_preview_of_a_step_is_the_fitted_linear_map():
+def test_preview_of_a_step_is_the_shipped_linear_map():
     frames = []
 
     def listener(run, step):
@@ -169,7 +171,9 @@ def test_preview_of_a_step_is_the_fitted_linear_map():
     _, pipe = ig.cache.shared.pipeline(None, "generate")
     assert previews.family_of_pipe(pipe) == "tiny"
     w, b = previews.linear_map("tiny", pipe)
-    assert previews.linear_map("tiny", pipe)[0] is w  # fitted once per VAE
+    assert previews.linear_map("tiny", pipe)[0] is w  # read once per VAE
+    shipped = json.loads((ig.tiny.model_path() / "vae" / previews.MAP_FILE).read_text())
+    assert torch.equal(w, torch.tensor(shipped["weights"])) and torch.equal(b, torch.tensor(shipped["bias"]))
     x0, picture = frames[-1]
     assert picture.size == (16, 16)
     rgb = torch.einsum("chw,cd->hwd", x0[0], w) + b
@@ -180,10 +184,10 @@ def test_preview_of_a_step_is_the_fitted_linear_map():
 def test_fitted_map_is_the_least_squares_solution():
     # pixels ~ [latent, 1] @ [W; b] over the patch means of the fitting pictures: the normal equations' solution,
     # and better than the best constant (R^2 > 0) on the pictures it was fitted on, for any VAE
-    from imagegen_nb.tiny import world
+    from imagegen_nb.tiny import latent_rgb, world
 
     _, pipe = ig.cache.shared.pipeline(None, "generate")
-    w, b = previews.fit_linear_map(pipe.vae, n=8)
+    w, b = latent_rgb.fit(pipe.vae, n=8)
     pictures, _, _ = world.batch(8, seed=0, training=True, flip=False)
     px = torch.from_numpy(pictures.astype(np.float32) / 127.5 - 1).permute(0, 3, 1, 2)
     with torch.inference_mode():
@@ -194,6 +198,30 @@ def test_fitted_map_is_the_least_squares_solution():
     assert torch.allclose(torch.cat([w, b[None]]), solution, atol=1e-3)
     residual = ((x1.float() @ solution - target.float()) ** 2).sum()
     assert residual < ((target - target.mean(0)) ** 2).sum()
+
+
+def test_the_shipped_map_is_the_fit_of_the_shipped_vae():
+    from imagegen_nb.tiny import latent_rgb
+
+    _, pipe = ig.cache.shared.pipeline(None, "generate")
+    w, b = latent_rgb.fit(pipe.vae)
+    shipped = json.loads((ig.tiny.model_path() / "vae" / previews.MAP_FILE).read_text())
+    assert torch.allclose(w, torch.tensor(shipped["weights"]), atol=1e-4)
+    assert torch.allclose(b, torch.tensor(shipped["bias"]), atol=1e-4)
+
+
+def test_a_vae_without_a_map_decodes(tmp_path):
+    import shutil
+
+    from diffusers import StableDiffusionPipeline
+
+    folder = tmp_path / "copy"
+    shutil.copytree(ig.tiny.model_path(), folder)
+    (folder / "vae" / previews.MAP_FILE).unlink()
+    pipe = StableDiffusionPipeline.from_pretrained(folder)
+    assert previews.family_of_pipe(pipe) is None and previews.linear_map(None, pipe) is None
+    latent = torch.zeros(1, 4, 16, 16)
+    assert previews.preview_image(latent, pipe).size == (64, 64)  # the VAE's full decode, not a 16x16 map
 
 
 def test_published_factors_and_packed_latents():
@@ -212,9 +240,10 @@ def test_published_factors_and_packed_latents():
         previews.preview_image("latent")
 
 
-def test_full_vae_decode_when_no_map_is_known():
+def test_the_vae_s_own_map_wins_over_the_family_name():
+    # the map belongs to the VAE that ships it: a family name without a table does not turn it off
     _, pipe = ig.cache.shared.pipeline(None, "generate")
-    assert previews.preview_image(torch.zeros(1, 4, 16, 16), pipe, family="unknown").size == (64, 64)
+    assert previews.preview_image(torch.zeros(1, 4, 16, 16), pipe, family="unknown").size == (16, 16)
 
 
 def test_predict_x0_inverts_the_forward_process_for_each_kind():

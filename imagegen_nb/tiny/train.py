@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import binding, components, grounding, sides, world
+from . import binding, components, grounding, latent_rgb, sides, world
 
 log = logging.getLogger(__name__)
 
@@ -558,6 +558,7 @@ def export(out: Path, dest: Path, *, fp16: bool = True, scheduler: str = "dpm") 
     if sd.exists():
         shutil.rmtree(sd)
     pipe.save_pretrained(sd, safe_serialization=True)
+    latent_rgb.write(sd / "vae")  # the live previews' map, so the runtime needs no shapes world
     if (out / "controlnet").exists():
         from diffusers import ControlNetModel
 
