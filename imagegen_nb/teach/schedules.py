@@ -38,7 +38,7 @@ class Visited:
     name: str
     timesteps: Any
     alpha_bar: Any  # alpha_bar at each visited step (the VP-equivalent for sigma and flow schedulers)
-    sigma: Any  # sqrt((1 - alpha_bar) / alpha_bar)
+    sigma: Any  # sqrt((1 - alpha_bar) / alpha_bar); infinite where alpha_bar is exactly 0 (pure noise)
 
 
 def _scheduler(name: str, config):
@@ -77,8 +77,10 @@ def visited(name: str, num_inference_steps: int = 20, model=None) -> Visited:
     else:
         s = timesteps.astype(np.float64) / sched.config.num_train_timesteps
         ab = (1 - s) ** 2 / ((1 - s) ** 2 + s**2)
-    ab = np.clip(ab, 1e-12, 1.0)
-    return Visited(name, timesteps, ab, np.sqrt((1 - ab) / ab))
+    ab = np.clip(ab, 0.0, 1.0)
+    with np.errstate(divide="ignore"):
+        sigma = np.sqrt((1 - ab) / ab)
+    return Visited(name, timesteps, ab, sigma)
 
 
 def figure(schedulers=DEFAULT_SCHEDULERS, num_inference_steps: int = 20, *, model=None, step: int | None = None,
@@ -110,13 +112,24 @@ def figure(schedulers=DEFAULT_SCHEDULERS, num_inference_steps: int = 20, *, mode
                            title=f"noise schedule of {family.name} and what {num_inference_steps}-step samplers visit")
     ax_ab, ax_snr, ax_sigma = axes[0]
     ax_ab.plot(t_train, ab_train, color="black", lw=1.5, label="alpha_bar (training)")
-    ax_snr.plot(t_train, np.log10(ab_train / (1 - ab_train)), color="black", lw=1.5, label="training")
+    stand_in = ""
+    if base.config.get("rescale_betas_zero_snr") and 0 < ab_train[-1] < 1e-6:
+        # zero terminal SNR: alpha_bar_999 is 0; Euler-type and multistep schedulers keep 2**-24 in its place
+        stand_in = f" (t={len(ab_train) - 1}: {ab_train[-1]:.2g} stands in for 0)"
+    ax_snr.plot(t_train, np.log10(ab_train / (1 - ab_train)), color="black", lw=1.5, label="training" + stand_in)
+    pure_noise = []  # visited steps at alpha_bar = 0 exactly: log SNR is -inf and sigma infinite, not drawable
     markers = "osD^v<>p*h"
     for k, v in enumerate(runs):
         m = markers[k % len(markers)]
         ax_ab.plot(v.timesteps, v.alpha_bar, m, ms=4, alpha=0.8, label=v.name)
-        ax_snr.plot(v.timesteps, np.log10(v.alpha_bar / (1 - v.alpha_bar)), m, ms=4, alpha=0.8, label=v.name)
-        ax_sigma.semilogy(np.arange(len(v.sigma)), v.sigma, m + "-", ms=4, lw=1, label=v.name)
+        finite = v.alpha_bar > 0
+        ax_snr.plot(v.timesteps[finite], np.log10(v.alpha_bar[finite] / (1 - v.alpha_bar[finite])), m, ms=4,
+                    alpha=0.8, label=v.name)
+        ax_sigma.semilogy(np.arange(len(v.sigma))[finite], v.sigma[finite], m + "-", ms=4, lw=1, label=v.name)
+        pure_noise += [f"{v.name} step {k} (t={v.timesteps[k]:.0f})" for k in np.flatnonzero(~finite)]
+    if pure_noise:
+        ax_sigma.text(0.02, 0.02, "alpha_bar = 0 exactly, sigma = inf (not drawn):\n" + ", ".join(pure_noise),
+                      transform=ax_sigma.transAxes, fontsize=6, va="bottom")
     ax_ab.set_xlabel("training timestep t")
     ax_ab.set_ylabel("alpha_bar_t (signal share)", fontsize=8)
     ax_snr.set_xlabel("training timestep t")
