@@ -24,11 +24,12 @@ def test_a_checkpoint_round_trips_models_optimizer_schedule_and_config(tmp_path)
     ckpt = train.Checkpoint(tmp_path / "part.pt")
     ckpt.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                "config": train.TrainConfig(), "rng": rng, "seen": np.int64(7), "mean": np.zeros(2),
-               "step": 1, "losses": [0.5]})
+               "step": 1, "losses": [0.5], "last": np.float64(0.25)})
     state = torch.load(tmp_path / "part.pt", weights_only=True)
     assert state.keys() == ckpt.load().keys()
     assert state["config"] == dataclasses.asdict(train.TrainConfig())  # a dataclass is stored as its dict
     assert state["seen"] == 7 and type(state["seen"]) is int
+    assert type(state["last"]) is float  # np.float64 is a float subclass, but would pickle as a numpy object
     assert torch.equal(state["mean"], torch.zeros(2, dtype=torch.float64)) and torch.equal(state["rng"], rng)
     assert isinstance(state["model"], OrderedDict) and hasattr(state["model"], "_metadata")
     again = torch.nn.Linear(3, 2)

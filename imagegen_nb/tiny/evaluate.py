@@ -19,9 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import checker, world
-
-TARGETS = {"single_object": 0.97, "colors": 0.95, "position": 0.85, "counting": 0.80, "two_object": 0.85,
-           "color_attr": 0.70}
+from .card import TARGETS, render
 
 
 @dataclass
@@ -175,8 +173,6 @@ def table(result: dict) -> str:
 
 def write_card(result: dict, path: Path, training: dict | None = None) -> None:
     """Write the model card (README.md of the model folder) with the evaluation table and training settings."""
-    from .card import render
-
     path.write_text(render(result, table(result), training or {}))
 
 

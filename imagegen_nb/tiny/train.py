@@ -85,12 +85,12 @@ def _plain(value, where: str = "state"):
     """`value` as only tensors and plain types (dict, list, tuple, str, int, float, bool, None), which
     `torch.load(weights_only=True)` reads back without running any code: a dataclass becomes a dict, a numpy array
     a tensor and a numpy scalar a Python number. Anything else is a TypeError naming where it sits."""
+    if isinstance(value, np.generic):  # first: np.float64 is also a float, but pickles as a numpy object
+        return value.item()
     if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
         return value
     if isinstance(value, np.ndarray):
         return torch.from_numpy(value.copy())
-    if isinstance(value, np.generic):
-        return value.item()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return _plain(asdict(value), where)
     if isinstance(value, dict):  # a state_dict is an OrderedDict whose `_metadata` (module versions) is kept
