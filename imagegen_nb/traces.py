@@ -159,7 +159,11 @@ class Trace:
 
 
 class _Recorder:
-    """The listener: copies each step's tensors to the CPU in float16 as they go by."""
+    """The listener: copies each step's tensors to the CPU in float16 as they go by.
+
+    Only x_t, the model's outputs and x0 are copied during the run; the noise each output implies is worked out for
+    all steps at once afterwards (`_implied_noise`), which keeps the per-step cost of tracing low.
+    """
 
     def __init__(self):
         self.timesteps: list[float] = []
@@ -167,9 +171,8 @@ class _Recorder:
         self.elapsed: list[float] = []
         self.latents: list = []
         self.model_output: list = []
-        self.noise: list = []
         self.x0: list = []
-        self.halves: list = []  # per step: (cond output, uncond output, cond eps, uncond eps) or None
+        self.halves: list = []  # per step: (cond output, uncond output) in the scheduler's convention, or None
         self.kind: str | None = None
         self.prediction_type: str | None = None
         self.pipe = None
@@ -189,14 +192,22 @@ class _Recorder:
 
         self.latents.append(keep(step.latents))
         self.model_output.append(keep(step.model_output))
-        self.noise.append(keep(step.noise))
         self.x0.append(keep(step.x0))
         halves = step.guidance_halves
-        if halves is None:
-            self.halves.append(None)
-        else:
-            cond, uncond = halves
-            self.halves.append((keep(cond), keep(uncond), keep(step.split(cond)[1]), keep(step.split(uncond)[1])))
+        self.halves.append(None if halves is None else (keep(halves[0]), keep(halves[1])))
+
+    def implied_noise(self, outputs, latents):
+        """The noise eps that recorded model outputs (steps, ...) imply at the recorded x_t, float16. Well
+        conditioned for every prediction type (no division by a vanishing noise level), so working from the
+        float16 records loses nothing that storing eps in float16 would not."""
+        import torch
+
+        from .steps import to_x0_and_noise
+
+        shape = (-1,) + (1,) * (outputs.ndim - 1)
+        levels = torch.tensor(self.levels, dtype=torch.float32).view(shape)
+        level = {"alpha_bar": levels} if self.kind == "vp" else {"sigma": levels}
+        return to_x0_and_noise(self.kind, self.prediction_type, level, outputs, latents)[1].to(torch.float16)
 
 
 def trace(prompt, *, task: str = "generate", image=None, mask_image=None, control_image=None, run: Run | None = None,
@@ -253,27 +264,28 @@ def trace(prompt, *, task: str = "generate", image=None, mask_image=None, contro
     pipe = recorder.pipe
     width, height = result.size
 
-    def stack(items):
-        if not items:
-            return torch.zeros(0, dtype=torch.float16)
-        out = torch.stack(items)
+    def unpack(out):
         if out.ndim == 3 and pipe is not None and hasattr(pipe, "_unpack_latents"):
             # FLUX packs 2x2 latent patches into tokens: (steps, tokens, 4C) -> (steps, C, H/8, W/8)
             out = pipe._unpack_latents(out, height, width, pipe.vae_scale_factor)
         return out
 
-    split = r["guidance_scale"] > 1 and recorder.halves and all(h is not None for h in recorder.halves)
-
-    def half(k):
-        return stack([h[k] for h in recorder.halves]) if split else None
-
-    levels = torch.tensor(recorder.levels, dtype=torch.float64)
+    empty = torch.zeros(0, dtype=torch.float16)
+    latents = torch.stack(recorder.latents) if recorder.latents else empty
+    outputs = {"": torch.stack(recorder.model_output) if recorder.latents else empty}
+    if r["guidance_scale"] > 1 and recorder.halves and all(h is not None for h in recorder.halves):
+        outputs["_cond"] = torch.stack([c for c, _ in recorder.halves])
+        outputs["_uncond"] = torch.stack([u for _, u in recorder.halves])
+    noise = {key: recorder.implied_noise(out, latents) if len(latents) else empty for key, out in outputs.items()}
     kind = recorder.kind or "vp"
+    levels = torch.tensor(recorder.levels, dtype=torch.float64)
     return Trace(
-        image=result, timesteps=torch.tensor(recorder.timesteps, dtype=torch.float32),
-        latents=stack(recorder.latents), noise=stack(recorder.noise), x0=stack(recorder.x0),
-        noise_cond=half(2), noise_uncond=half(3), model_output=stack(recorder.model_output),
-        model_output_cond=half(0), model_output_uncond=half(1),
+        image=result, timesteps=torch.tensor(recorder.timesteps, dtype=torch.float32), latents=unpack(latents),
+        noise=unpack(noise[""]), x0=unpack(torch.stack(recorder.x0)) if recorder.x0 else empty,
+        noise_cond=unpack(noise["_cond"]) if "_cond" in noise else None,
+        noise_uncond=unpack(noise["_uncond"]) if "_uncond" in noise else None,
+        model_output=unpack(outputs[""]), model_output_cond=unpack(outputs["_cond"]) if "_cond" in outputs else None,
+        model_output_uncond=unpack(outputs["_uncond"]) if "_uncond" in outputs else None,
         alpha_bar=levels if kind == "vp" else None, sigmas=levels if kind != "vp" else None,
         elapsed=torch.tensor(recorder.elapsed, dtype=torch.float64), family=r["family"], schedule_kind=kind,
         prediction_type=recorder.prediction_type or "epsilon",

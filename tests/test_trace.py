@@ -116,8 +116,9 @@ def test_sigma_scheduler_records_sigmas():
     for k in (1, 2):
         assert torch.allclose(x[k + 1], x[k] + (s[k + 1] - s[k]) * (x[k] - x0[k]) / s[k], atol=2e-2), k
     # x = x0 + sigma * eps at every step, and eps is the noise, not the model's v
-    rebuilt = x0 + s.view(-1, 1, 1, 1) * tr.noise.double()
-    assert _relative(rebuilt, x) < 2e-3
+    # (to float16 precision of each term: sigma * eps is up to 20 here, where a float16 step is 0.016)
+    noise_term = s.view(-1, 1, 1, 1) * tr.noise.double()
+    assert float(((x0 + noise_term - x).abs() / (x0.abs() + noise_term.abs() + 1)).max()) < 2e-3
     assert tr.noise.double().std() > 0.5 and tr.prediction_type == "v_prediction"
     assert tr.decode(0, "latent").size == (64, 64)
 
