@@ -19,6 +19,7 @@ step); those extra evaluations belong to the step they finish and are not steps 
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -224,11 +225,20 @@ class Run:
         self.steps_done = 0
         self.total: int | None = None
         self.started: float | None = None
-        self.pipe = None
+        self._pipe = None  # a weak reference: a finished Run must not keep an evicted pipeline alive
         self.result = None  # what the task function returned, once it did
         self.error: BaseException | None = None
         self._calls_ended = 0  # pipeline calls this Run has watched to their end
         self._stop_asked_at = 0  # the value of _calls_ended when stop() was last called
+
+    @property
+    def pipe(self):
+        """The pipeline this Run watches or last watched, while it still exists (None once the cache let it go)."""
+        return self._pipe() if self._pipe is not None else None
+
+    @pipe.setter
+    def pipe(self, value) -> None:
+        self._pipe = None if value is None else weakref.ref(value)
 
     def add(self, listener: Listener) -> Run:
         self.listeners.append(listener)

@@ -412,3 +412,18 @@ def test_a_trace_lets_an_evicted_pipeline_go():
     gc.collect()
     assert pipe_ref() is None and unet_ref() is None
     assert tr.decode(-1, "x0").size == (64, 64)  # the trace loads the model again when asked to decode
+
+
+def test_a_finished_run_lets_an_evicted_pipeline_go():
+    import gc
+    import weakref
+
+    run = ig.Run()
+    ig.generate("a red circle", seed=0, num_inference_steps=2, progress=False, run=run)
+    entry, pipe = ig.cache.shared.pipeline(None, "generate")
+    assert run.pipe is pipe
+    pipe_ref = weakref.ref(pipe)
+    del entry, pipe
+    ig.cache.clear()
+    gc.collect()
+    assert pipe_ref() is None and run.pipe is None
