@@ -43,6 +43,8 @@ class Family:
     flow: bool = False  # trained by flow matching (velocity prediction) rather than noise prediction
     guidance_off_at: float = 1.0  # classifier-free guidance (and so negative_prompt) works above this guidance_scale
     true_cfg: bool = False  # guidance-distilled: a negative prompt needs true_cfg_scale > 1 (FLUX)
+    # Z-Image mixes cond + g (cond - uncond) = uncond + (g + 1)(cond - uncond): ordinary CFG's w is g + this
+    guidance_offset: float = 0.0
     description: str = ""
 
     def check_task(self, task: str) -> None:
@@ -58,7 +60,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
            description="built-in teaching model: flat shapes on plain backgrounds, 64x64, fast on CPU"),
     # Z-Image's guidance g combines pos + g (pos - neg): ordinary classifier-free guidance at scale g + 1
     Family(BUILTIN_DIT, "ZImagePipeline", 64, 8, 3.0, flow=True, size_factor=8, tasks=("generate", "edit", "inpaint"),
-           guidance_off_at=0.0,
+           guidance_off_at=0.0, guidance_offset=1.0,
            description="built-in teaching model, transformer form: the same shapes world, a single-stream "
                        "flow-matching DiT run by ZImagePipeline"),
     Family("sd15", "StableDiffusionPipeline", 512, 30, 7.5, control_image_arg="image",
@@ -89,7 +91,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
            controlnets={"canny": "InstantX/FLUX.1-dev-Controlnet-Canny"}, true_cfg=True,
            description="FLUX.1-dev: guidance-distilled flow matching"),
     Family("zimage-turbo", "ZImagePipeline", 1024, 9, 0.0, flow=True, size_factor=16,
-           repo_ids=("Tongyi-MAI/Z-Image-Turbo",), guidance_off_at=0.0,
+           repo_ids=("Tongyi-MAI/Z-Image-Turbo",), guidance_off_at=0.0, guidance_offset=1.0,
            controlnets={"canny": "alibaba-pai/Z-Image-Turbo-Fun-Controlnet-Union"},
            description="Z-Image Turbo: 8-step distilled single-stream DiT"),
     Family("pixart-sigma", "PixArtSigmaPipeline", 1024, 20, 4.5, tasks=("generate",),

@@ -31,6 +31,7 @@ def at_step(trace, step: int | None = None, *, fast: bool = False):
     >>> fig.axes[3].get_title().startswith("|eps_cond - eps_uncond|")
     True
     """
+    from .. import registry
     from ..previews import preview_image, vae_decode
     from ..recipes import recipe
 
@@ -38,13 +39,16 @@ def at_step(trace, step: int | None = None, *, fast: bool = False):
         raise ValueError(_no_split_reason(trace, recipe(trace.image).get("guidance_scale")))
     i = len(trace) // 2 if step is None else step
     i = trace._index(i)
-    w = recipe(trace.image)["guidance_scale"]
+    g = recipe(trace.image)["guidance_scale"]
+    offset = registry.FAMILIES[trace.family].guidance_offset if trace.family in registry.FAMILIES else 0.0
+    w = g + offset  # ordinary CFG's weight (Z-Image's pipelines take g with w = g + 1)
     pipe = trace.pipe
     x0s = [trace.x0_from(i, trace.noise_uncond[i]), trace.x0_from(i, trace.noise_cond[i]), trace.x0[i].float()]
     diff = (trace.tensor(i, "noise_cond") - trace.tensor(i, "noise_uncond")).abs().mean(0)
     fig, axes = new_figure(1, 4, cell=2.3, title=f"step {i} of {len(trace)} (t={float(trace.timesteps[i]):.0f}): "
                                                  f"eps = eps_u + {w:g} (eps_c - eps_u)")
-    labels = ("x0 from eps_uncond\n(no prompt)", "x0 from eps_cond\n(prompt)", f"x0 from guided eps\n(w={w:g})")
+    given = f"w={w:g}" if not offset else f"w={w:g}: guidance_scale {g:g} + {offset:g}"
+    labels = ("x0 from eps_uncond\n(no prompt)", "x0 from eps_cond\n(prompt)", f"x0 from guided eps\n({given})")
     for ax, x0, label in zip(axes[0], x0s, labels):
         picture = preview_image(x0[None], pipe, family=trace.family) if fast else vae_decode(x0[None], pipe)
         show_image(ax, picture, label)
