@@ -20,8 +20,8 @@ __all__ = [
     "make_tiny_model",
 ]
 
-FAMILIES = ("sd15", "sdxl", "sd3", "flux", "zimage", "pixart_sigma", "sana")
-CONTROLNET_FAMILIES = ("sd15", "sdxl", "sd3", "flux", "zimage")
+FAMILIES = ("sd15", "sdxl", "sd3", "flux-dev", "zimage-turbo", "pixart-sigma", "sana")
+CONTROLNET_FAMILIES = ("sd15", "sdxl", "sd3", "flux-dev", "zimage-turbo")
 
 # (height, width) a test should ask each tiny family for: the smallest its VAE and patching accept.
 SAMPLE_SIZE: dict[str, tuple[int, int]] = {family: (32, 32) for family in FAMILIES}
@@ -33,9 +33,9 @@ CALL_KWARGS: dict[str, dict[str, object]] = {
     "sd15": {},
     "sdxl": {},
     "sd3": {},
-    "flux": {},
-    "zimage": {},
-    "pixart_sigma": {"use_resolution_binning": False, "clean_caption": False},
+    "flux-dev": {},
+    "zimage-turbo": {},
+    "pixart-sigma": {"use_resolution_binning": False, "clean_caption": False},
     "sana": {"use_resolution_binning": False, "complex_human_instruction": None},
 }
 
@@ -45,9 +45,9 @@ TASKS: dict[str, tuple[str, ...]] = {
     "sd15": ("generate", "edit", "inpaint", "control"),
     "sdxl": ("generate", "edit", "inpaint", "control"),
     "sd3": ("generate", "edit", "inpaint", "control"),
-    "flux": ("generate", "edit", "inpaint", "control"),
-    "zimage": ("generate", "edit", "inpaint", "control"),
-    "pixart_sigma": ("generate",),
+    "flux-dev": ("generate", "edit", "inpaint", "control"),
+    "zimage-turbo": ("generate", "edit", "inpaint", "control"),
+    "pixart-sigma": ("generate",),
     "sana": ("generate",),
 }
 
@@ -56,8 +56,8 @@ CONTROL_IMAGE_ARG: dict[str, str] = {
     "sd15": "image",
     "sdxl": "image",
     "sd3": "control_image",
-    "flux": "control_image",
-    "zimage": "control_image",
+    "flux-dev": "control_image",
+    "zimage-turbo": "control_image",
 }
 
 # The diffusers class a ControlNet folder of each family loads with (also its config.json's "_class_name").
@@ -65,8 +65,8 @@ CONTROLNET_CLASS: dict[str, str] = {
     "sd15": "ControlNetModel",
     "sdxl": "ControlNetModel",
     "sd3": "SD3ControlNetModel",
-    "flux": "FluxControlNetModel",
-    "zimage": "ZImageControlNetModel",
+    "flux-dev": "FluxControlNetModel",
+    "zimage-turbo": "ZImageControlNetModel",
 }
 
 # Sizes shared by a family's denoiser and its ControlNet.
@@ -404,8 +404,8 @@ def _sana(seed: int):
                         scheduler=scheduler)
 
 
-_BUILDERS = {"sd15": _sd15, "sdxl": _sdxl, "sd3": _sd3, "flux": _flux, "zimage": _zimage,
-             "pixart_sigma": _pixart_sigma, "sana": _sana}
+_BUILDERS = {"sd15": _sd15, "sdxl": _sdxl, "sd3": _sd3, "flux-dev": _flux, "zimage-turbo": _zimage,
+             "pixart-sigma": _pixart_sigma, "sana": _sana}
 
 
 def _check_family(family: str, known: tuple[str, ...]) -> None:
@@ -491,7 +491,7 @@ def make_tiny_controlnet(family: str, folder: str | os.PathLike, *, seed: int = 
 
         torch.manual_seed(seed)
         controlnet = SD3ControlNetModel(**{**_SD3_TRANSFORMER, "num_layers": 1})
-    elif family == "flux":
+    elif family == "flux-dev":
         from diffusers import FluxControlNetModel
 
         torch.manual_seed(seed)

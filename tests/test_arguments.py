@@ -162,7 +162,7 @@ def tiny_models(tmp_path_factory):
         ig.cache.evict(name)
 
 
-@pytest.mark.parametrize("family", ["sd15", "sdxl", "sd3", "flux", "zimage"])
+@pytest.mark.parametrize("family", ["sd15", "sdxl", "sd3", "flux-dev", "zimage-turbo"])
 def test_unknown_names_are_refused_on_every_family(family, tiny_models):
     name = tiny_models(family)
     for bad, message in [({"foo": 1}, "unknown argument 'foo'"),
@@ -174,7 +174,7 @@ def test_unknown_names_are_refused_on_every_family(family, tiny_models):
 
 
 def test_flux_negative_prompt_needs_true_cfg(tiny_models):
-    name = tiny_models("flux")
+    name = tiny_models("flux-dev")
     kwargs = dict(model=name, num_inference_steps=2, seed=0, width=32, height=32, progress=False)
     with pytest.raises(ValueError, match="ignore negative_prompt unless true classifier-free guidance.*true_cfg_scale"):
         ig.generate("a cat", negative_prompt="a dog", **kwargs)

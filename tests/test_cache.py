@@ -47,7 +47,7 @@ def test_evict_and_clear_then_reload_gives_same_pixels():
 
 def test_least_recently_used_model_is_evicted_over_budget(tmp_path):
     sd = str(testing.make_tiny_model("sd15", tmp_path / "sd15"))
-    pixart = str(testing.make_tiny_model("pixart_sigma", tmp_path / "pixart"))
+    pixart = str(testing.make_tiny_model("pixart-sigma", tmp_path / "pixart"))
     small = cache.PipelineCache()
     small.entry(None)
     first = small.entry(None).nbytes

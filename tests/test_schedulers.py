@@ -126,10 +126,10 @@ def _args(fam, model, steps):
 EXPECTED_FITTING = {
     "sd15": ["ddim", "ddpm", "pndm", "euler", "euler_a", "dpm++", "unipc", "lcm"],
     "sdxl": ["ddim", "ddpm", "pndm", "euler", "euler_a", "dpm++", "unipc", "lcm"],
-    "pixart_sigma": ["ddim", "ddpm", "pndm", "euler", "euler_a", "dpm++", "unipc", "lcm"],
+    "pixart-sigma": ["ddim", "ddpm", "pndm", "euler", "euler_a", "dpm++", "unipc", "lcm"],
     "sd3": ["dpm++", "unipc", "flow_euler"],
-    "flux": ["dpm++", "unipc", "flow_euler"],
-    "zimage": ["flow_euler"],  # its pipelines pass their own sigmas (a list) with mu
+    "flux-dev": ["dpm++", "unipc", "flow_euler"],
+    "zimage-turbo": ["flow_euler"],  # its pipelines pass their own sigmas (a list) with mu
     "sana": ["dpm++", "unipc", "flow_euler"],
 }
 
@@ -158,7 +158,7 @@ def test_every_accepted_scheduler_samples_each_family(folders, fam):
             assert diff < 1.5, (fam, name, diff)  # measured at most 1.0; a wrong schedule gives 20 to 40
 
 
-@pytest.mark.parametrize("fam", ["sd3", "flux", "zimage"])
+@pytest.mark.parametrize("fam", ["sd3", "flux-dev", "zimage-turbo"])
 def test_flow_edits_need_a_scheduler_that_can_noise_the_picture(folders, fam):
     from PIL import Image
 

@@ -14,7 +14,7 @@ from imagegen_nb.teach import attention, forward, geneval, guidance, latent, see
 
 PROMPT = "a red house to the left"
 ENCODING = {"sana": {"complex_human_instruction": None}}  # as testing.CALL_KWARGS: the tiny Gemma reads 1024 tokens
-TRANSFORMERS = ("sd3", "flux", "zimage", "pixart_sigma", "sana")
+TRANSFORMERS = ("sd3", "flux-dev", "zimage-turbo", "pixart-sigma", "sana")
 
 
 @pytest.fixture(scope="module")
@@ -58,11 +58,11 @@ def test_token_vectors_are_what_the_pipeline_encodes(models, fam):
             assert offset + streams[2].padded_length == embeds.shape[1]
             pairs = [(embeds[0, : len(streams[0].ids)], clip), (embeds[0, offset: offset + n], streams[2].embeddings),
                      (pooled[0], np.concatenate([streams[0].pooled, streams[1].pooled]))]
-        elif fam == "flux":
+        elif fam == "flux-dev":
             embeds, pooled, _ = pipe.encode_prompt(PROMPT, PROMPT, device="cpu")
             assert streams[0].embeddings is None and streams[1].padded_length == embeds.shape[1]
             pairs = [(embeds[0, : len(streams[1].ids)], streams[1].embeddings), (pooled[0], streams[0].pooled)]
-        elif fam == "zimage":
+        elif fam == "zimage-turbo":
             embeds, _ = pipe.encode_prompt(PROMPT, device="cpu", do_classifier_free_guidance=False)
             assert streams[0].text != PROMPT and streams[0].padded_length == len(embeds[0])  # template, no padding
             pairs = [(embeds[0], streams[0].embeddings)]
@@ -91,7 +91,7 @@ def test_forward_latent_and_terminal_snr_lessons_run(models, fam, tmp_path):
     model = models[fam]
     picture = ig.generate(PROMPT, model=model, seed=0, progress=False, **_call(fam))
     n = forward.noised(picture, timesteps=(0, 500, 999), model=model)
-    assert n.kind == ("vp" if fam in ("sd15", "sdxl", "pixart_sigma") else "flow")
+    assert n.kind == ("vp" if fam in ("sd15", "sdxl", "pixart-sigma") else "flow")
     assert len(forward.figure(picture, timesteps=(0, 999), model=model).axes) == 6
     r = latent.roundtrip(picture, model=model)
     assert r.latent.ndim == 4 and r.decoded.size == picture.size
@@ -102,7 +102,7 @@ def test_forward_latent_and_terminal_snr_lessons_run(models, fam, tmp_path):
         assert item.schedule.startswith("flow matching") and item.alpha_bar < 1e-6
     else:
         assert len(leaks) == 2 and list(leaks)[1] == "zero terminal SNR"
-        assert (list(leaks)[0] == "SD 1.5 schedule") == (fam != "pixart_sigma")  # PixArt's betas are DDPM's
+        assert (list(leaks)[0] == "SD 1.5 schedule") == (fam != "pixart-sigma")  # PixArt's betas are DDPM's
     assert len(terminal_snr.figure(picture, draws=10, model=model).axes) == 3 * len(leaks)
 
 
@@ -111,7 +111,7 @@ def test_follows_runs_on_unets_and_says_why_not_elsewhere(models):
         shares = terminal_snr.follows(2, model=models[fam])
         assert sorted(shares) == ["mirror residue", "picture residue", "pure noise"]
     with pytest.raises(ValueError, match="transformer"):
-        terminal_snr.follows(2, model=models["pixart_sigma"])
+        terminal_snr.follows(2, model=models["pixart-sigma"])
     with pytest.raises(ValueError, match="flow matching"):
         terminal_snr.follows(2, model=models["sana"])
 
@@ -137,9 +137,9 @@ def test_attention_word_maps(models, fam, pixels):
     # each image position's weights over the text keys sum to 1 (joint attention: renormalised over the text)
     assert np.allclose(m.maps.sum(0), 1, atol=1e-4)
     assert (m.word_maps.sum(0) <= 1 + 1e-4).all()
-    assert m.attention == ("joint" if fam in ("sd3", "flux", "zimage") else "cross")
+    assert m.attention == ("joint" if fam in ("sd3", "flux-dev", "zimage-turbo") else "cross")
     assert (0 < m.text_share < 1) if m.attention == "joint" else m.text_share == 1.0
-    if fam in ("pixart_sigma", "sana"):  # padding is masked out: it gets no attention
+    if fam in ("pixart-sigma", "sana"):  # padding is masked out: it gets no attention
         padding = [k for k in range(m.maps.shape[0]) if k not in m.positions]
         assert np.abs(m.maps[padding]).max() == 0
     plain = ig.generate(PROMPT, model=model, seed=0, progress=False, **_call(fam))
@@ -197,10 +197,10 @@ def test_seed_noise_remakes_the_picture(models, fam, pixels):
 
 
 def test_guidance_lesson_says_why_a_trace_has_no_split(models):
-    flux = ig.trace(PROMPT, model=models["flux"], seed=0, progress=False, **_call("flux"))
+    flux = ig.trace(PROMPT, model=models["flux-dev"], seed=0, progress=False, **_call("flux-dev"))
     with pytest.raises(ValueError, match="guidance-distilled"):
         guidance.at_step(flux)
-    pixart = ig.trace(PROMPT, model=models["pixart_sigma"], seed=0, progress=False, **_call("pixart_sigma"))
+    pixart = ig.trace(PROMPT, model=models["pixart-sigma"], seed=0, progress=False, **_call("pixart-sigma"))
     if pixart.noise_cond is None:  # traces do not split PixArt's 8-channel output (noise and variance)
         with pytest.raises(ValueError, match="variance"):
             guidance.at_step(pixart)

@@ -278,7 +278,7 @@ def tiny_models(tmp_path_factory):
     from imagegen_nb import testing
 
     root = tmp_path_factory.mktemp("trace-families")
-    out = {fam: str(testing.make_tiny_model(fam, root / fam)) for fam in ("sd15", "sd3", "flux", "zimage")}
+    out = {fam: str(testing.make_tiny_model(fam, root / fam)) for fam in ("sd15", "sd3", "flux-dev", "zimage-turbo")}
     yield out
     for model in out.values():
         ig.cache.evict(model)
@@ -293,8 +293,9 @@ def _tiny_trace(tiny_models, fam, **kwargs):
     return ig.trace("a red house", **{**args, **kwargs})
 
 
-@pytest.mark.parametrize(("fam", "scheduler"), [("sd3", None), ("sd3", "unipc"), ("flux", None), ("flux", "unipc"),
-                                               ("zimage", None)])  # Z-Image takes only FlowMatchEuler
+# (Z-Image takes only FlowMatchEuler)
+@pytest.mark.parametrize(("fam", "scheduler"), [("sd3", None), ("sd3", "unipc"), ("flux-dev", None),
+                                               ("flux-dev", "unipc"), ("zimage-turbo", None)])
 def test_flow_traces_hold_the_flow_forward_process(tiny_models, fam, scheduler):
     tr = _tiny_trace(tiny_models, fam, scheduler=scheduler)
     assert tr.schedule_kind == "flow" and tr.prediction_type == "flow" and tr.alpha_bar is None and len(tr) == 5
@@ -304,7 +305,7 @@ def test_flow_traces_hold_the_flow_forward_process(tiny_models, fam, scheduler):
     # x_t = (1 - sigma) x0 + sigma eps, and the model's output is the velocity eps - x0
     assert _relative((1 - s) * x0 + s * eps, x) < 2e-3
     assert _relative(eps - x0, tr.model_output.double()) < 5e-3
-    if fam == "flux":  # guidance-distilled: one model call per step, no split; latents unpacked
+    if fam == "flux-dev":  # guidance-distilled: one model call per step, no split; latents unpacked
         assert tr.noise_cond is None and tr.latents.ndim == 4
     else:
         c, u, m = tr.model_output_cond.double(), tr.model_output_uncond.double(), tr.model_output.double()
