@@ -39,6 +39,9 @@ class Entry:
     per_call: bool = False  # loaded for one call's dtype=: the next call without that dtype reloads the default
     added: bool = False  # put in with `add`: the user's own pipeline, which the cache cannot load again
     controlnets: set[tuple[str, str, str, str]] = field(default_factory=set)  # keys of the ControlNets it uses
+    # LoRAs loaded into its modules (adapter name -> weights file; see adapters.py): they live in the base's modules,
+    # so evicting the model drops them with it
+    loras: dict[str, Path] = field(default_factory=dict)
 
 
 def dtype_of(pipe) -> str:
@@ -143,7 +146,8 @@ class PipelineCache:
                 "device": placement.device, "dtype": placement.dtype, "memory": placement.memory,
                 "models": [{"model": e.name, "family": e.family.name, "device": e.placement.device,
                             "dtype": e.placement.dtype, "offloaded": e.offloaded, "bytes": e.nbytes,
-                            "pipelines": [t if cn is None else f"{t}+{cn}" for t, cn in e.tasks]}
+                            "pipelines": [t if cn is None else f"{t}+{cn}" for t, cn in e.tasks],
+                            "loras": [str(f) for f in e.loras.values()]}
                            for e in self._entries.values()],
                 "controlnets": [f"{fam}:{cid}" for fam, cid, _, _ in self._controlnets],
                 "bytes": sum(e.nbytes for e in self._entries.values()),
@@ -187,7 +191,7 @@ class PipelineCache:
         if not (hasattr(pipe, "components") and hasattr(pipe, "set_progress_bar_config")):
             raise TypeError(f"pipe must be a diffusers pipeline (a DiffusionPipeline), not {type(pipe).__name__}")
         if family is None:
-            family = registry._BY_CLASS.get(type(pipe).__name__)
+            family = registry.family_of_class(type(pipe).__name__)
             if family is None:
                 raise ValueError(f"cannot tell the family of a {type(pipe).__name__}; pass family= one of "
                                  f"{', '.join(registry.FAMILIES)}")
@@ -207,6 +211,20 @@ class PipelineCache:
             self._entries[name] = entry
             registry.register(name, fam)
             return entry
+
+    def family_of(self, pipe) -> str | None:
+        """The registry family of a pipeline this cache holds (a model's or one of its task pipelines), else None."""
+        with self.lock:
+            for entry in self._entries.values():
+                if any(p is pipe for p in entry.tasks.values()):
+                    return entry.family.name
+        return None
+
+    def controlnets(self, model) -> list:
+        """The ControlNet models loaded for `model` (None: the built-in model)."""
+        entry = self._entries.get(registry.BUILTIN if model is None else str(model))
+        keys = [] if entry is None else entry.controlnets
+        return [self._controlnets[key] for key in keys if key in self._controlnets]
 
     def __contains__(self, model) -> bool:
         return _model_name(model) in self._entries
@@ -271,7 +289,7 @@ class PipelineCache:
         location, family = registry.resolve(None if name == registry.BUILTIN else name, allow_pickle=allow_pickle)
         placement = devices.current()
         if dtype is not None:
-            placement = devices.Placement(placement.device, devices._dtype_name(dtype), placement.memory)
+            placement = devices.Placement(placement.device, devices.check_dtype(dtype), placement.memory)
         kwargs: dict[str, Any] = {"dtype": placement.torch_dtype}
         if not allow_pickle:
             kwargs["use_safetensors"] = True

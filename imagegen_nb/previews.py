@@ -62,9 +62,9 @@ def family_of_pipe(pipe) -> str | None:
     """The registry family of a pipeline: the shared cache's entry that holds it, else a guess from its class."""
     from . import cache
 
-    for entry in list(cache.shared._entries.values()):
-        if any(p is pipe for p in entry.tasks.values()):
-            return entry.family.name
+    held = cache.shared.family_of(pipe)
+    if held is not None:
+        return held
     name = type(pipe).__name__
     for prefix, family in (("StableDiffusionXL", "sdxl"), ("StableDiffusion3", "sd3"), ("Flux", "flux-dev"),
                            ("ZImage", "zimage-turbo"), ("PixArtSigma", "pixart-sigma"), ("Sana", "sana")):

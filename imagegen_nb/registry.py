@@ -192,6 +192,15 @@ def register(name: str, family: Family) -> None:
     _REGISTERED[name] = family
 
 
+def family_of_class(pipeline_class: str) -> str | None:
+    """The family name of a diffusers text-to-image pipeline class name (`"FluxPipeline"` -> `"flux-dev"`), or None.
+
+    >>> family_of_class("StableDiffusionXLPipeline")
+    'sdxl'
+    """
+    return _BY_CLASS.get(pipeline_class)
+
+
 def family_of(model: str | Path) -> Family:
     """The family of a Hub id or a local diffusers folder: known ids first, then `model_index.json`'s class."""
     key = str(model)

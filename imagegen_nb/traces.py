@@ -94,7 +94,8 @@ class Trace:
             _, pipe = cache.shared.pipeline(self._model, "generate")
         return pipe
 
-    def _index(self, i: int) -> int:
+    def index(self, i: int) -> int:
+        """Step `i` as a position from the start (negative counts from the end); an IndexError out of range."""
         n = len(self)
         if not isinstance(i, int) or not -n <= i < n:
             raise IndexError(f"step {i!r} is out of range for a trace of {n} steps")
@@ -102,7 +103,7 @@ class Trace:
 
     def level(self, i: int) -> dict[str, float]:
         """The noise level at step i: {"alpha_bar": ...} or {"sigma": ...}."""
-        i = self._index(i)
+        i = self.index(i)
         if self.alpha_bar is not None:
             return {"alpha_bar": float(self.alpha_bar[i])}
         return {"sigma": float(self.sigmas[i])}
@@ -115,7 +116,7 @@ class Trace:
         Near pure noise (alpha_bar near 0, sigma near 1 for flow) x_t is almost all eps and the division magnifies
         float16 rounding; there `x0[i]`, computed from the model's output before rounding, is the one to trust.
         """
-        i = self._index(i)
+        i = self.index(i)
         x_t, eps = self.latents[i].float(), noise.float()
         if self.alpha_bar is not None:
             ab = float(self.alpha_bar[i])
@@ -132,7 +133,7 @@ class Trace:
         For sigma schedules x_t = x0 + sigma * eps is divided by sqrt(1 + sigma^2) (what the sampler does before
         the model sees it), so it is on the VAE's scale like the other kinds.
         """
-        i = self._index(i)
+        i = self.index(i)
         if what not in _KINDS:
             raise ValueError(f"what must be one of {', '.join(map(repr, _KINDS))}, not {what!r}")
         source = getattr(self, "latents" if what == "latent" else what)

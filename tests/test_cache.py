@@ -28,7 +28,7 @@ def test_warm_cache_loads_nothing_and_tasks_share_module_objects():
     info = ig.cache.info()
     tiny = next(m for m in info["models"] if m["model"] == "tiny")
     assert {"generate", "edit", "inpaint"} <= set(tiny["pipelines"])
-    controlnets = [cache.shared._controlnets[key] for key in entry.controlnets]  # loaded by earlier control calls
+    controlnets = cache.shared.controlnets(None)  # loaded by earlier control calls
     assert tiny["bytes"] == sum(p.numel() * p.element_size() for m in (entry.base.unet, entry.base.vae,
                                                                         entry.base.text_encoder, *controlnets)
                                 for p in m.parameters())

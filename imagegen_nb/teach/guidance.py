@@ -38,7 +38,7 @@ def at_step(trace, step: int | None = None, *, fast: bool = False):
     if trace.noise_cond is None:
         raise ValueError(_no_split_reason(trace, recipe(trace.image).get("guidance_scale")))
     i = len(trace) // 2 if step is None else step
-    i = trace._index(i)
+    i = trace.index(i)
     g = recipe(trace.image)["guidance_scale"]
     offset = registry.FAMILIES[trace.family].guidance_offset if trace.family in registry.FAMILIES else 0.0
     w = g + offset  # ordinary CFG's weight (Z-Image's pipelines take g with w = g + 1)
