@@ -187,7 +187,7 @@ def export(checkpoint: str | Path, folder: str | Path, *, shift: float = 1.0, em
     vae_path = state.get("vae_folder")
     vae = load_vae(vae_path if vae_path and Path(vae_path).is_dir() else None, torch.float16)
     if fp16:
-        transformer.to(torch.float16)
+        transformer.half()  # (not .to(dtype), which warns about fp32 modules this model does not have)
     pipe = ZImagePipeline(scheduler=build_scheduler(shift), vae=vae, text_encoder=text_encoder.eval(),
                           tokenizer=tokenizer, transformer=transformer.eval())
     pipe.save_pretrained(staging, safe_serialization=True)
@@ -197,7 +197,32 @@ def export(checkpoint: str | Path, folder: str | Path, *, shift: float = 1.0, em
     (staging / "training.json").write_text(json.dumps(
         {"step": state["step"], "loss_last_200": recent, "arch": asdict(arch), "train": state.get("config", {}),
          "weights": "ema" if ema else "raw"}, indent=2) + "\n")
+    (staging / "README.md").write_text(_CARD.format(step=state["step"], loss=recent, batch=state.get(
+        "config", {}).get("batch", "?"), transformer=count_parameters(transformer) / 1e6,
+        text=count_parameters(text_encoder) / 1e6))
     if folder.exists():
         shutil.rmtree(folder)
     staging.replace(folder)
     return folder
+
+
+_CARD = """# imagegen_nb built-in model, transformer form: tiny shapes DiT
+
+A tiny text-to-image single-stream diffusion transformer of the shapes world of `imagegen_nb.tiny.world`, trained
+from scratch by rectified flow with `python -m imagegen_nb.tiny.train_dit`, in diffusers' `ZImagePipeline` format.
+
+```python
+from diffusers import ZImagePipeline
+from imagegen_nb import tiny
+pipe = ZImagePipeline.from_pretrained(tiny.model_path("dit"))
+image = pipe("a red circle", height=64, width=64, num_inference_steps=8, guidance_scale=3.0).images[0]
+```
+
+Parts: a word-level tokenizer with a chat template, a {text:.2f} M-parameter causal `Qwen3Model` text encoder, a
+{transformer:.2f} M-parameter `ZImageTransformer2DModel` (patch 2 on 16x16x4 latents), the U-Net model's VAE, Euler
+steps of the flow. The transformer predicts x0 - eps from x_sigma = (1 - sigma) x0 + sigma eps at timestep
+1 - sigma. `guidance_scale` follows Z-Image's convention: g is classifier-free guidance's scale minus one.
+
+This export: step {step} (batch {batch}), flow loss {loss:.4f} (mean of the last 200 training steps); EMA weights.
+`training.json` holds the run's settings. See `docs/builtin-model/dit.md` in imagegen_nb.
+"""
