@@ -26,6 +26,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/import_time.py
 	$(PY) benchmarks/overhead.py
+	$(PY) benchmarks/batch.py
 
 docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict

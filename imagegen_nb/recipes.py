@@ -79,6 +79,9 @@ class Recipe:
     preprocess: bool | None = None  # control: whether the map was made from the picture (False: it was the map)
     sampler: str | None = None  # the diffusers scheduler class that ran (the model's own when scheduler is None)
     dtype: str | None = None  # the precision the pipeline ran at; regenerate warns when it differs
+    # A picture made in a batched pipeline call: its place in the batch ("index"), and the prompts and seeds of all
+    # the batch's pictures ("prompts", "seeds"), which remaking it bit for bit needs. None: made alone.
+    batch: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, allow_nan=False)
@@ -117,6 +120,8 @@ class Recipe:
         if self.task == "control":
             opts.append(f"ControlNet: \"preprocessor: {self.kind}, model: {model_name(self.controlnet)}, "
                         f"weight: {self.controlnet_conditioning_scale:g}\"")
+        if self.batch is not None:  # as A1111 writes a batch
+            opts.append(f"Batch size: {len(self.batch['prompts'])}, Batch pos: {self.batch['index']}")
         opts.append(f"Version: imagegen_nb {self.version}")
         lines.append(", ".join(opts))
         return "\n".join(lines)
@@ -176,6 +181,8 @@ def _check_field(name: str, value):
         return None if value is None else arguments.number(name, value, low=0)
     if name == "preprocess":
         return arguments.flag(name, value, optional=True)
+    if name == "batch":
+        return _check_batch(value)
     if name == "extra":
         if not isinstance(value, dict):
             raise RecipeError(f"this picture's recipe is damaged: extra should be an object, not "
@@ -189,6 +196,23 @@ def _check_field(name: str, value):
             arguments.recordable(key, value[key])
         return value
     return value
+
+
+def _check_batch(value) -> dict[str, Any] | None:
+    """A recipe's batch: None, or exactly an index into lists of 2 to ig.limits.max_images prompts and seeds."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"index", "prompts", "seeds"}:
+        raise RecipeError("this picture's recipe is damaged: its batch should hold exactly index, prompts and "
+                          f"seeds, not {value!r}"[:300])
+    prompts, seeds = value["prompts"], value["seeds"]
+    if not (isinstance(prompts, list) and isinstance(seeds, list) and len(prompts) == len(seeds)
+            and 2 <= len(prompts) <= arguments.limits.max_images):
+        raise RecipeError(f"this picture's recipe is damaged: its batch should list 2 to "
+                          f"{arguments.limits.max_images} prompts and as many seeds (ig.limits.max_images)")
+    index = arguments.integer("batch index", value["index"], low=0, high=len(prompts) - 1)
+    return {"index": index, "prompts": [arguments.text("prompt", p) for p in prompts],
+            "seeds": [arguments.integer("seed", s, low=0, high=arguments.MAX_SEED) for s in seeds]}
 
 
 def attach(image: Image.Image, recipe: Recipe, inputs: dict[str, Image.Image] | None = None) -> Image.Image:

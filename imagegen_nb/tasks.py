@@ -18,13 +18,13 @@ from . import arguments, inputs, recipes, registry, schedulers
 from . import cache as _cache
 from ._version import __version__
 from .display import ImageList, mark
-from .errors import OutOfMemoryError
+from .errors import OutOfMemoryError, RecipeError
 from .recipes import Recipe, attach
 from .steps import Run, watch
 
 # The arguments every task function names itself; anything else is passed to the pipeline, if it takes it.
 _OWN = ("prompt", "model", "negative_prompt", "num_inference_steps", "guidance_scale", "width", "height", "seed",
-        "num_images", "scheduler", "progress", "run", "dtype", "allow_pickle")
+        "num_images", "batch_size", "scheduler", "progress", "run", "dtype", "allow_pickle")
 _OWN_BY_TASK = {"generate": (), "edit": ("image", "strength"),
                 "inpaint": ("image", "mask", "strength", "mask_blur", "resize"),
                 "control": ("control_image", "kind", "controlnet", "controlnet_conditioning_scale", "preprocess")}
@@ -120,6 +120,64 @@ def _check_run(run) -> Run | None:
     return run
 
 
+# Pictures per pipeline call chosen by `batch_size="auto"` on the CPU, for pictures of up to CPU_BATCH_PIXELS / 8
+# pixels (the built-in model's 64x64 gains 1.6-1.9x per picture at 8 and nothing more at 16; benchmarks/batch.py);
+# larger pictures get proportionally fewer, since a big model's batch of one already keeps the CPU busy.
+CPU_BATCH = 8
+CPU_BATCH_PIXELS = CPU_BATCH * 256 * 256
+GPU_MAX_BATCH = 16  # the most pictures one GPU call makes when the size comes from free memory
+# Pipelines that draw per picture from the global RNG as well as from our generators (SD3's ControlNet samples the
+# control map's VAE posterior): in a batch those draws come from one stream, so a picture would differ from the
+# same picture made alone by more than rounding. An automatic batch size makes them one at a time.
+_GLOBAL_RNG_PIPELINES = ("StableDiffusion3ControlNetPipeline",)
+
+
+def _seeds(seed, n: int) -> list[int]:
+    """One seed per picture: `seed`, `seed + 1`, ... from an int (random when None), or a list of one each."""
+    if isinstance(seed, (list, tuple)):
+        if len(seed) != n:
+            raise ValueError(f"seed is a list of {len(seed)} seeds for {n} pictures; give one seed per picture, or "
+                             "one int (the pictures then get seed, seed + 1, ...)")
+        return [arguments.integer("seed", s, low=0, high=arguments.MAX_SEED) for s in seed]
+    return arguments.seeds(seed, n)
+
+
+def _check_batch_size(batch_size) -> int | str | None:
+    if batch_size is None or (isinstance(batch_size, str) and batch_size == "auto"):
+        return batch_size
+    if isinstance(batch_size, str):
+        raise ValueError(f"batch_size must be None, 'auto' or a whole number of pictures per pipeline call, not "
+                         f"{batch_size!r}")
+    return arguments.integer("batch_size", batch_size, low=1, high=arguments.limits.max_images, limit="max_images")
+
+
+def _chunk_size(batch_size, entry, pipe, family: registry.Family, width: int, height: int, n: int) -> int:
+    """Pictures per pipeline call: `batch_size` itself, or for None / "auto" one chosen for the device.
+
+    None is 1 on the CPU, where a picture made in a batch differs in its last bits from the same picture made
+    alone (batched matrix products round differently), and "auto" elsewhere. "auto" on the CPU is CPU_BATCH for
+    small pictures, fewer for large ones; on a GPU, as many as fit the free memory beside the weights, reckoning
+    each picture's activations as `devices.HEADROOM - 1` (30%) of the weights at the model's default size, scaled
+    by the picture's pixels (the room the memory policy already keeps for one picture).
+    """
+    from . import devices
+
+    if isinstance(batch_size, int):
+        return min(batch_size, n)
+    if type(pipe).__name__ in _GLOBAL_RNG_PIPELINES:
+        return 1
+    device = entry.placement.device
+    if device == "cpu" or str(device).startswith("mps"):
+        if batch_size is None:
+            return 1
+        return max(1, min(CPU_BATCH, n, CPU_BATCH_PIXELS // (width * height)))
+    free = devices.free_gpu_bytes(device)
+    if free is None:
+        return 1
+    per_picture = (devices.HEADROOM - 1) * max(entry.nbytes, 1) * width * height / family.default_size**2
+    return max(1, min(GPU_MAX_BATCH, n, int(0.8 * free / per_picture)))
+
+
 def _size_for(image: Image.Image, width, height, factor: int) -> tuple[int, int]:
     """The output size of a task that starts from a picture: the picture's, or the one asked for; one side given
     alone keeps the picture's aspect ratio."""
@@ -135,10 +193,10 @@ def _size_for(image: Image.Image, width, height, factor: int) -> tuple[int, int]
 
 
 def _run(task: str, prompt, *, model, seed, num_images, num_inference_steps, guidance_scale, width, height,
-         negative_prompt, scheduler, progress, run: Run | None, dtype, allow_pickle, controlnet=None,
-         call: dict[str, Any], recipe_extra: dict[str, Any], inputs_kept: dict[str, Image.Image] | None,
-         post=None, pipeline_kwargs: dict[str, Any]):
-    """The part all four tasks share: checks, pipeline from the cache, one pipeline call per image, recipes."""
+         negative_prompt, scheduler, progress, run: Run | None, dtype, allow_pickle, controlnet=None, batch_size=None,
+         call: dict[str, Any], recipe_extra: dict[str, Any],
+         inputs_kept: dict[str, Image.Image] | None, post=None, pipeline_kwargs: dict[str, Any]):
+    """The part all four tasks share: checks, pipeline from the cache, batched pipeline calls, recipes."""
     import torch
 
     # 1. Check every argument before any work, so nothing unchecked reaches a pipeline or a recipe.
@@ -166,7 +224,8 @@ def _run(task: str, prompt, *, model, seed, num_images, num_inference_steps, gui
     if len(prompts) > arguments.limits.max_images:
         raise ValueError(f"{len(prompt)} prompts x num_images={num_images} is {len(prompts)} pictures: "
                          f"{arguments._limit_hint('max_images', len(prompts))}")
-    seeds = arguments.seeds(seed, len(prompts))
+    seeds = _seeds(seed, len(prompts))
+    batch_size = _check_batch_size(batch_size)
     progress = arguments.flag("progress", progress, optional=True)
     allow_pickle = arguments.flag("allow_pickle", allow_pickle)
     run = _check_run(run)
@@ -182,33 +241,52 @@ def _run(task: str, prompt, *, model, seed, num_images, num_inference_steps, gui
         recorded_extra = _check_pipeline_kwargs(task, pipe, pipeline_kwargs, managed)
         previous = schedulers.swap(pipe, scheduler_name)
         images = []
+        automatic = not isinstance(batch_size, int)
+        chunk = _chunk_size(batch_size, entry, pipe, family, width, height, len(prompts))
         try:
-            # 3. One pipeline call per picture.
-            for p, s in zip(prompts, seeds):
+            # 3. Batched pipeline calls, `chunk` pictures each, one CPU generator per picture: the same seed gives
+            # the same noise on every device and in every batch.
+            k = 0
+            while k < len(prompts):
+                size = min(chunk, len(prompts) - k)
+                batch_prompts, batch_seeds = prompts[k:k + size], seeds[k:k + size]
                 kwargs = dict(family.call_kwargs, **call, **pipeline_kwargs)
-                # A CPU generator per image: the same seed gives the same noise on every device, and each image
-                # of a batch can be made again alone.
                 if negative_prompt is not None:
                     kwargs["negative_prompt"] = negative_prompt
-                kwargs.update(prompt=p, num_inference_steps=steps,
+                if size > 1 and task in ("edit", "inpaint"):
+                    # one input picture (and mask) per picture, so each generator draws its own VAE sample
+                    kwargs.update({name: [kwargs[name]] * size for name in ("image", "mask_image") if name in kwargs})
+                generators = [torch.Generator("cpu").manual_seed(s) for s in batch_seeds]
+                # (a copy: Z-Image's pipeline writes its chat template into the list it is given)
+                kwargs.update(prompt=list(batch_prompts) if size > 1 else batch_prompts[0], num_inference_steps=steps,
                               guidance_scale=guidance, width=width, height=height,
-                              generator=torch.Generator("cpu").manual_seed(s))
+                              generator=generators if size > 1 else generators[0])
                 pipe.set_progress_bar_config(disable=progress is False, delay=0 if progress else 1.0, leave=False)
-                with watch(pipe, run, total=_expected_steps(steps, call.get("strength"))):
-                    out = _call(pipe, kwargs, s)
-                image = out.images[0]
-                if post is not None:
-                    image = post(image)
-                # 4. The recipe: what was asked, and what it ran with.
-                recipe = Recipe(task=task, prompt=p, model=None if entry.name == registry.BUILTIN else entry.name,
-                                family=family.name, seed=s, num_inference_steps=steps, guidance_scale=guidance,
-                                width=width, height=height, negative_prompt=negative_prompt,
-                                strength=call.get("strength"), scheduler=scheduler, controlnet=controlnet,
-                                version=__version__, extra=recorded_extra, sampler=type(pipe.scheduler).__name__,
-                                dtype=_cache.dtype_of(pipe), **recipe_extra)
-                if run is not None and run.stopped:
-                    recipe.stopped_at = run.steps_done
-                images.append(mark(attach(image, recipe, kept), family.name))
+                try:
+                    with watch(pipe, run, total=_expected_steps(steps, call.get("strength"))):
+                        out = _call(pipe, kwargs, batch_seeds[0], size)
+                except OutOfMemoryError:
+                    if not automatic or size == 1:
+                        raise
+                    chunk = size // 2  # an automatic size that did not fit: halve it and make this batch again
+                    continue
+                for j, (p, s, image) in enumerate(zip(batch_prompts, batch_seeds, out.images)):
+                    if post is not None:
+                        image = post(image)
+                    # 4. The recipe: what was asked, what it ran with, and the batch it was made in.
+                    recipe = Recipe(task=task, prompt=p,
+                                    model=None if entry.name == registry.BUILTIN else entry.name,
+                                    family=family.name, seed=s, num_inference_steps=steps, guidance_scale=guidance,
+                                    width=width, height=height, negative_prompt=negative_prompt,
+                                    strength=call.get("strength"), scheduler=scheduler, controlnet=controlnet,
+                                    version=__version__, extra=recorded_extra,
+                                    sampler=type(pipe.scheduler).__name__, dtype=_cache.dtype_of(pipe),
+                                    batch=_batch_record(j, batch_prompts, batch_seeds) if size > 1 else None,
+                                    **recipe_extra)
+                    if run is not None and run.stopped:
+                        recipe.stopped_at = run.steps_done
+                    images.append(mark(attach(image, recipe, kept), family.name))
+                k += size
                 if run is not None and run.stop_requested:
                     break
         finally:
@@ -219,6 +297,11 @@ def _run(task: str, prompt, *, model, seed, num_images, num_inference_steps, gui
     if run is not None:
         run.result = result
     return result
+
+
+def _batch_record(index: int, prompts: list[str], seeds: list[int]) -> dict[str, Any]:
+    """What a recipe keeps of the batch a picture was made in: its place, and every picture's prompt and seed."""
+    return {"index": index, "prompts": list(prompts), "seeds": list(seeds)}
 
 
 def _detached(image: Image.Image) -> Image.Image:
@@ -233,7 +316,7 @@ def _expected_steps(steps: int, strength: float | None) -> int:
     return steps if strength is None else max(1, min(steps, int(steps * strength)))
 
 
-def _call(pipe, kwargs, seed: int):
+def _call(pipe, kwargs, seed: int, pictures: int = 1):
     import inspect
 
     import torch
@@ -253,21 +336,27 @@ def _call(pipe, kwargs, seed: int):
             return pipe(**kwargs)
     except torch.cuda.OutOfMemoryError:
         _cache._free_memory()
+        what = f"{pictures} {size} images at once" if pictures > 1 else f"a {size} image"
         raise OutOfMemoryError(
-            f"the GPU ran out of memory making a {size} image. Try a smaller size, "
-            "fewer images, or CPU offload: ig.set_device('cuda', memory='offload') then ig.cache.clear(). "
-            "Loaded models are still usable.") from None
+            f"the GPU ran out of memory making {what}. Try a smaller size, fewer images, a smaller batch_size, "
+            "or CPU offload: ig.set_device('cuda', memory='offload') then ig.cache.clear(). Loaded models are "
+            "still usable.") from None
 
 
 def generate(prompt, *, model=None, negative_prompt=None, num_inference_steps=None, guidance_scale=None,
-             width=None, height=None, seed=None, num_images=1, scheduler=None, progress=None, run=None,
-             dtype=None, allow_pickle=False, **pipeline_kwargs):
+             width=None, height=None, seed=None, num_images=1, batch_size=None, scheduler=None, progress=None,
+             run=None, dtype=None, allow_pickle=False, **pipeline_kwargs):
     """Make a picture from a prompt (text-to-image).
 
     `model=None` is the built-in teaching model; any Hub id or local diffusers folder works. Unset arguments take
     the model family's defaults (`ig.models()`). Returns a PIL image, or a list of them (shown as a grid) when
-    `num_images > 1` or `prompt` is a list; image `i` of a batch has seed `seed + i`. Each carries its recipe
+    `num_images > 1` or `prompt` is a list; image `i` of a batch has seed `seed + i` (or `seed[i]`, for a list
+    of one seed per picture). Each carries its recipe
     (`ig.recipe(image)`). `progress=False` hides the progress bar; `run=ig.Run(...)` listens to every step.
+    `batch_size=` is how many pictures one pipeline call makes (all four tasks take it): None is 1 on the CPU
+    (every picture bit-identical to the same picture made alone) and "auto" on a GPU; "auto" on the CPU makes up
+    to 8 small pictures at a time. A batched picture's recipe records its batch, so `ig.regenerate` remakes it
+    exactly (docs/tasks/generate.md, "Batches").
     Other keyword arguments go to the diffusers pipeline if it takes them (`eta=`, `guidance_rescale=`, ...);
     a name it does not take is a TypeError.
 
@@ -276,7 +365,7 @@ def generate(prompt, *, model=None, negative_prompt=None, num_inference_steps=No
     >>> [ig.recipe(im)["seed"] for im in images]
     [7, 8]
     """
-    return _run("generate", prompt, model=model, seed=seed, num_images=num_images,
+    return _run("generate", prompt, model=model, seed=seed, num_images=num_images, batch_size=batch_size,
                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, width=width, height=height,
                 negative_prompt=negative_prompt, scheduler=scheduler, progress=progress, run=run, dtype=dtype,
                 allow_pickle=allow_pickle, call={}, recipe_extra={}, inputs_kept=None,
@@ -284,8 +373,8 @@ def generate(prompt, *, model=None, negative_prompt=None, num_inference_steps=No
 
 
 def edit(image, prompt, *, strength=0.6, model=None, negative_prompt=None, num_inference_steps=None,
-         guidance_scale=None, width=None, height=None, seed=None, num_images=1, scheduler=None, progress=None,
-         run=None, dtype=None, allow_pickle=False, **pipeline_kwargs):
+         guidance_scale=None, width=None, height=None, seed=None, num_images=1, batch_size=None, scheduler=None,
+         progress=None, run=None, dtype=None, allow_pickle=False, **pipeline_kwargs):
     """Change a picture towards a prompt (image-to-image): noise it `strength` of the way down the schedule and
     denoise from there. `strength=1` ignores the picture; small values keep more of it.
 
@@ -304,7 +393,7 @@ def edit(image, prompt, *, strength=0.6, model=None, negative_prompt=None, num_i
     w, h = _size_for(init, width, height, family.size_factor)
     w, h = _check_size(w, h, family)
     init = init.resize((w, h), Image.LANCZOS) if init.size != (w, h) else init
-    return _run("edit", prompt, model=model, seed=seed, num_images=num_images,
+    return _run("edit", prompt, model=model, seed=seed, num_images=num_images, batch_size=batch_size,
                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, width=w, height=h,
                 negative_prompt=negative_prompt, scheduler=scheduler, progress=progress, run=run, dtype=dtype,
                 allow_pickle=allow_pickle, call={"image": init, "strength": strength}, recipe_extra={},
@@ -312,8 +401,8 @@ def edit(image, prompt, *, strength=0.6, model=None, negative_prompt=None, num_i
 
 
 def inpaint(image, mask, prompt, *, strength=1.0, mask_blur=None, resize=False, model=None, negative_prompt=None,
-            num_inference_steps=None, guidance_scale=None, seed=None, num_images=1, scheduler=None,
-            progress=None, run=None, dtype=None, allow_pickle=False, **pipeline_kwargs):
+            num_inference_steps=None, guidance_scale=None, seed=None, num_images=1, batch_size=None,
+            scheduler=None, progress=None, run=None, dtype=None, allow_pickle=False, **pipeline_kwargs):
     """Repaint where the mask is white (diffusers' convention) and keep every other pixel exactly as it was.
 
     `mask` may be a PIL image of any mode, a numpy array (bool, 0-1 float or 0-255), or anything with a `.mask`
@@ -344,7 +433,7 @@ def inpaint(image, mask, prompt, *, strength=1.0, mask_blur=None, resize=False, 
     blur = max(0.0, round(min(init.size) / 128)) if mask_blur is None else arguments.number(
         "mask_blur", mask_blur, low=0, high=min(init.size), hint=" (pixels of soft edge around the mask)")
     soft = inputs.feather(m, blur)
-    return _run("inpaint", prompt, model=model, seed=seed, num_images=num_images,
+    return _run("inpaint", prompt, model=model, seed=seed, num_images=num_images, batch_size=batch_size,
                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, width=init.width,
                 height=init.height, negative_prompt=negative_prompt, scheduler=scheduler, progress=progress,
                 run=run, dtype=dtype, allow_pickle=allow_pickle,
@@ -356,8 +445,8 @@ def inpaint(image, mask, prompt, *, strength=1.0, mask_blur=None, resize=False, 
 
 def control(control_image, prompt, *, kind="canny", controlnet=None, controlnet_conditioning_scale=1.0,
             preprocess=True, model=None, negative_prompt=None, num_inference_steps=None, guidance_scale=None,
-            width=None, height=None, seed=None, num_images=1, scheduler=None, progress=None, run=None, dtype=None,
-            allow_pickle=False, **pipeline_kwargs):
+            width=None, height=None, seed=None, num_images=1, batch_size=None, scheduler=None, progress=None,
+            run=None, dtype=None, allow_pickle=False, **pipeline_kwargs):
     """Generate a picture that follows a control map (ControlNet): edges, depth or pose of `control_image`.
 
     With `preprocess=True` the map is made from the picture by `ig.preprocess(control_image, kind)`; with False
@@ -396,7 +485,7 @@ def control(control_image, prompt, *, kind="canny", controlnet=None, controlnet_
     w, h = _check_size(w, h, family)
     cmap = make_map(src, kind) if preprocess and kind != "none" else src
     cmap = cmap.resize((w, h), Image.NEAREST) if cmap.size != (w, h) else cmap
-    return _run("control", prompt, model=model, seed=seed, num_images=num_images,
+    return _run("control", prompt, model=model, seed=seed, num_images=num_images, batch_size=batch_size,
                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, width=w, height=h,
                 negative_prompt=negative_prompt, scheduler=scheduler, progress=progress, run=run, dtype=dtype,
                 allow_pickle=allow_pickle, controlnet=controlnet,
@@ -413,7 +502,9 @@ def regenerate(image_or_path, **overrides):
     like a call argument (a damaged or tampered recipe is a `RecipeError`). A picture whose run was stopped is
     made again stopped at the same step. Edit and inpaint pictures need their input pictures: images returned in
     this session carry them; for a saved PNG pass them again (`image=`, `mask=`). A control picture's PNG carries
-    its control map; `control_image=` takes the original picture instead, preprocessed as the first time.
+    its control map; `control_image=` takes the original picture instead, preprocessed as the first time. A
+    picture made in a batch is made again in the same batch (its recipe records the batch's prompts and seeds and
+    its place in it), since only that is bit-identical; `batch_size=1` makes it alone instead.
 
     >>> import imagegen_nb as ig, numpy as np
     >>> image = ig.generate("two green triangles", seed=5)
@@ -422,6 +513,7 @@ def regenerate(image_or_path, **overrides):
     """
     image = recipes.open_picture(image_or_path)
     r = recipes.read(image)
+    asked = set(overrides)
     kwargs = r.call_kwargs()
     needed = registry.TASK_INPUTS[r.task]
     valid = set(kwargs) | set(_own_names(r.task)) | set(needed) | set(r.extra)
@@ -444,11 +536,22 @@ def regenerate(image_or_path, **overrides):
         raise ValueError(f"this {r.task} picture needs its input {' and '.join(missing)} to be made again; "
                          f"pass {', '.join(f'{n}=...' for n in missing)}")
     task = {"generate": generate, "edit": edit, "inpaint": inpaint, "control": control}[r.task]
+    index = None
+    if r.batch is not None and not asked & {"prompt", "seed", "batch_size", "num_images"}:
+        # A picture made in a batch comes out bit-identical only from the same batch (batched matrix products
+        # round differently): make the batch again, the same prompts and seeds in the same call, and pick it out.
+        index = r.batch["index"]
+        if (r.batch["prompts"][index], r.batch["seeds"][index]) != (r.prompt, r.seed):
+            raise RecipeError("this picture's recipe is damaged: its prompt and seed are not those of its place in "
+                              "its batch")
+        prompt = list(r.batch["prompts"])
+        kwargs.update(seed=list(r.batch["seeds"]), num_images=1, batch_size=len(prompt))
     if r.stopped_at is not None and "run" not in kwargs:
-        return _stopped(task, [inputs_[n] for n in needed], prompt, kwargs, r.stopped_at)
-    result = task(*[inputs_[n] for n in needed], prompt, **kwargs)
-    _warn_if_dtype_differs(r, result)
-    return result
+        result = _stopped(task, [inputs_[n] for n in needed], prompt, kwargs, r.stopped_at)
+    else:
+        result = task(*[inputs_[n] for n in needed], prompt, **kwargs)
+        _warn_if_dtype_differs(r, result)
+    return result if index is None else result[index]
 
 
 def _stopped(task, args, prompt, kwargs, stopped_at: int):
