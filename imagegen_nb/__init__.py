@@ -34,6 +34,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "trace": ("traces", "trace"),
     "Trace": ("traces", "Trace"),
     "grid": ("display", "grid"),
+    "compare": ("comparisons", "compare"),
+    "Comparison": ("comparisons", "Comparison"),
     "Studio": ("widgets.studio", "Studio"),
     "MaskCanvas": ("widgets.mask_canvas", "MaskCanvas"),
     "TracePlayer": ("widgets.trace_player", "TracePlayer"),
@@ -65,6 +67,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover
     from . import cache, devices, registry, steps, teach, tiny
     from .arguments import limits
+    from .comparisons import Comparison, compare
     from .devices import set_device
     from .display import grid
     from .errors import RecipeError

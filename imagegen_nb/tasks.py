@@ -9,7 +9,9 @@ its pipeline from the shared cache, runs it, and returns pictures that carry the
 
 from __future__ import annotations
 
+import contextvars
 import math
+from contextlib import contextmanager
 from typing import Any
 
 from PIL import Image
@@ -132,6 +134,20 @@ GPU_MAX_BATCH = 16  # the most pictures one GPU call makes when the size comes f
 _GLOBAL_RNG_PIPELINES = ("StableDiffusion3ControlNetPipeline",)
 
 
+_CHECK_ONLY = contextvars.ContextVar("imagegen_nb_check_only", default=False)
+
+
+@contextmanager
+def checking_only():
+    """Inside this block the task functions check every argument as usual and return None, without loading a
+    pipeline or making a picture: how `ig.compare` refuses a bad value in any cell before it makes the first."""
+    token = _CHECK_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _CHECK_ONLY.reset(token)
+
+
 def _seeds(seed, n: int) -> list[int]:
     """One seed per picture: `seed`, `seed + 1`, ... from an int (random when None), or a list of one each."""
     if isinstance(seed, (list, tuple)):
@@ -232,6 +248,8 @@ def _run(task: str, prompt, *, model, seed, num_images, num_inference_steps, gui
     _check_negative_prompt(family, negative_prompt, guidance, pipeline_kwargs)
     scheduler_name = scheduler or family.default_scheduler
     kept = {k: _detached(v) for k, v in (inputs_kept or {}).items()}
+    if _CHECK_ONLY.get():
+        return None
 
     with shared.lock:
         # 2. The pipeline from the shared cache; the extra arguments checked against what it really takes.
