@@ -56,7 +56,7 @@ ALIASES = {
     "steps": "num_inference_steps", "num_steps": "num_inference_steps", "n_steps": "num_inference_steps",
     "sampling_steps": "num_inference_steps", "guidance": "guidance_scale", "cfg": "guidance_scale",
     "cfg_scale": "guidance_scale", "scale": "guidance_scale", "negative": "negative_prompt",
-    "neg_prompt": "negative_prompt", "sampler": "scheduler", "n": "num_images", "batch_size": "num_images",
+    "neg_prompt": "negative_prompt", "sampler": "scheduler", "n": "num_images",
     "num_images_per_prompt": "num_images", "n_images": "num_images", "size": "width and height",
     "denoising_strength": "strength", "init_image": "image", "mask_image": "mask", "control": "control_image",
     "controlnet_scale": "controlnet_conditioning_scale", "conditioning_scale": "controlnet_conditioning_scale",
