@@ -32,6 +32,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "set_device": ("devices", "set_device"),
     "Run": ("steps", "Run"),
     "trace": ("traces", "trace"),
+    "train_lora": ("lora_training", "train_lora"),
     "Trace": ("traces", "Trace"),
     "grid": ("display", "grid"),
     "compare": ("comparisons", "compare"),
@@ -71,6 +72,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .devices import set_device
     from .display import grid
     from .errors import RecipeError
+    from .lora_training import train_lora
     from .preprocessors import preprocess
     from .recipes import Recipe, recipe, save
     from .registry import models

@@ -79,6 +79,7 @@ class Recipe:
     preprocess: bool | None = None  # control: whether the map was made from the picture (False: it was the map)
     sampler: str | None = None  # the diffusers scheduler class that ran (the model's own when scheduler is None)
     dtype: str | None = None  # the precision the pipeline ran at; regenerate warns when it differs
+    loras: list[dict[str, Any]] = field(default_factory=list)  # each LoRA: name, path, weight, hash (adapters.Lora)
     # A picture made in a batched pipeline call: its place in the batch ("index"), and the prompts and seeds of all
     # the batch's pictures ("prompts", "seeds"), which remaking it bit for bit needs. None: made alone.
     batch: dict[str, Any] | None = None
@@ -105,7 +106,8 @@ class Recipe:
 
     def parameters(self) -> str:
         """The recipe as an AUTOMATIC1111-style `parameters` string, which many image tools read."""
-        lines = [self.prompt]
+        # A1111 writes each LoRA into the prompt as <lora:name:weight>, and their hashes in "Lora hashes".
+        lines = [" ".join([self.prompt, *(f"<lora:{lo['name']}:{lo['weight']:g}>" for lo in self.loras)])]
         if self.negative_prompt:
             lines.append(f"Negative prompt: {self.negative_prompt}")
         sampler = A1111_SAMPLERS.get(self.sampler or "", self.sampler or "Default")
@@ -122,6 +124,8 @@ class Recipe:
                         f"weight: {self.controlnet_conditioning_scale:g}\"")
         if self.batch is not None:  # as A1111 writes a batch
             opts.append(f"Batch size: {len(self.batch['prompts'])}, Batch pos: {self.batch['index']}")
+        if self.loras:
+            opts.append('Lora hashes: "' + ", ".join(f"{lo['name']}: {lo['hash']}" for lo in self.loras) + '"')
         opts.append(f"Version: imagegen_nb {self.version}")
         lines.append(", ".join(opts))
         return "\n".join(lines)
@@ -141,6 +145,8 @@ class Recipe:
                       controlnet_conditioning_scale=self.controlnet_conditioning_scale)
             if self.preprocess is not None:
                 kw["preprocess"] = self.preprocess
+        if self.loras:
+            kw["lora"] = {lo["path"]: lo["weight"] for lo in self.loras}
         kw.update(self.extra)
         return kw
 
@@ -181,6 +187,8 @@ def _check_field(name: str, value):
         return None if value is None else arguments.number(name, value, low=0)
     if name == "preprocess":
         return arguments.flag(name, value, optional=True)
+    if name == "loras":
+        return _check_loras(value)
     if name == "batch":
         return _check_batch(value)
     if name == "extra":
@@ -213,6 +221,34 @@ def _check_batch(value) -> dict[str, Any] | None:
     index = arguments.integer("batch index", value["index"], low=0, high=len(prompts) - 1)
     return {"index": index, "prompts": [arguments.text("prompt", p) for p in prompts],
             "seeds": [arguments.integer("seed", s, low=0, high=arguments.MAX_SEED) for s in seeds]}
+
+
+_LORA_KEYS = ("name", "path", "weight", "hash")
+_MAX_LORAS = 16  # as adapters.MAX_LORAS
+
+
+def _check_loras(value) -> list[dict[str, Any]]:
+    """A recipe's LoRAs: at most 16, each exactly a name, a .safetensors file or folder path, a finite weight and
+    10 hex digits of hash (a picture may not name a pickle; regenerate checks the file's hash before using it)."""
+    if not isinstance(value, list) or len(value) > _MAX_LORAS:
+        raise RecipeError(f"this picture's recipe is damaged: loras should be a list of at most {_MAX_LORAS} "
+                          f"entries, not {type(value).__name__}")
+    out = []
+    for item in value:
+        if not isinstance(item, dict) or set(item) != set(_LORA_KEYS):
+            raise RecipeError(f"this picture's recipe is damaged: each of its loras holds exactly "
+                              f"{', '.join(_LORA_KEYS)}, not {item!r}"[:300])
+        name, path = arguments.text("lora name", item["name"]), arguments.text("lora path", item["path"])
+        if not path or Path(path).suffix.lower() in (".bin", ".pt", ".pth", ".ckpt"):
+            raise RecipeError(f"this picture's recipe names the LoRA {path!r}, which a picture may not name (only "
+                              ".safetensors files and folders)")
+        digest = item["hash"]
+        if not isinstance(digest, str) or len(digest) != 10 or any(c not in "0123456789abcdef" for c in digest):
+            raise RecipeError(f"this picture's recipe is damaged: the hash of its LoRA {name!r} should be 10 hex "
+                              f"digits, not {digest!r}")
+        out.append({"name": name, "path": path, "weight": arguments.number("lora weight", item["weight"]),
+                    "hash": digest})
+    return out
 
 
 def attach(image: Image.Image, recipe: Recipe, inputs: dict[str, Image.Image] | None = None) -> Image.Image:
@@ -362,6 +398,13 @@ def weights_hash(model: str | None) -> str | None:
     if not path.is_file():
         return None
     return _sha256_prefix(str(path.resolve()), path.stat().st_mtime_ns, path.stat().st_size)
+
+
+def file_hash(path: str | os.PathLike) -> str:
+    """The first 10 hex digits of a file's sha256 (remembered while the file's size and time stay the same)."""
+    path = Path(path)
+    stat = path.stat()
+    return _sha256_prefix(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
 
 
 def _sha256_prefix(path: str, mtime_ns: int, size: int) -> str:

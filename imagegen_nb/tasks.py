@@ -16,7 +16,7 @@ from typing import Any
 
 from PIL import Image
 
-from . import arguments, inputs, recipes, registry, schedulers
+from . import adapters, arguments, inputs, recipes, registry, schedulers
 from . import cache as _cache
 from ._version import __version__
 from .display import ImageList, mark
@@ -26,7 +26,7 @@ from .steps import Run, watch
 
 # The arguments every task function names itself; anything else is passed to the pipeline, if it takes it.
 _OWN = ("prompt", "model", "negative_prompt", "num_inference_steps", "guidance_scale", "width", "height", "seed",
-        "num_images", "batch_size", "scheduler", "progress", "run", "dtype", "allow_pickle")
+        "num_images", "batch_size", "scheduler", "progress", "run", "dtype", "allow_pickle", "lora")
 _OWN_BY_TASK = {"generate": (), "edit": ("image", "strength"),
                 "inpaint": ("image", "mask", "strength", "mask_blur", "resize"),
                 "control": ("control_image", "kind", "controlnet", "controlnet_conditioning_scale", "preprocess")}
@@ -209,8 +209,8 @@ def _size_for(image: Image.Image, width, height, factor: int) -> tuple[int, int]
 
 
 def _run(task: str, prompt, *, model, seed, num_images, num_inference_steps, guidance_scale, width, height,
-         negative_prompt, scheduler, progress, run: Run | None, dtype, allow_pickle, controlnet=None, batch_size=None,
-         call: dict[str, Any], recipe_extra: dict[str, Any],
+         negative_prompt, scheduler, progress, run: Run | None, dtype, allow_pickle, controlnet=None, lora=None,
+         batch_size=None, call: dict[str, Any], recipe_extra: dict[str, Any],
          inputs_kept: dict[str, Image.Image] | None, post=None, pipeline_kwargs: dict[str, Any]):
     """The part all four tasks share: checks, pipeline from the cache, batched pipeline calls, recipes."""
     import torch
@@ -244,6 +244,7 @@ def _run(task: str, prompt, *, model, seed, num_images, num_inference_steps, gui
     batch_size = _check_batch_size(batch_size)
     progress = arguments.flag("progress", progress, optional=True)
     allow_pickle = arguments.flag("allow_pickle", allow_pickle)
+    loras = adapters.check(lora, allow_pickle=allow_pickle)  # files found and hashed; loaded at the call
     run = _check_run(run)
     _check_negative_prompt(family, negative_prompt, guidance, pipeline_kwargs)
     scheduler_name = scheduler or family.default_scheduler
@@ -281,7 +282,8 @@ def _run(task: str, prompt, *, model, seed, num_images, num_inference_steps, gui
                               generator=generators if size > 1 else generators[0])
                 pipe.set_progress_bar_config(disable=progress is False, delay=0 if progress else 1.0, leave=False)
                 try:
-                    with watch(pipe, run, total=_expected_steps(steps, call.get("strength"))):
+                    with watch(pipe, run, total=_expected_steps(steps, call.get("strength"))), \
+                            adapters.applied(pipe, entry, loras):
                         out = _call(pipe, kwargs, batch_seeds[0], size)
                 except OutOfMemoryError:
                     if not automatic or size == 1:
@@ -299,6 +301,7 @@ def _run(task: str, prompt, *, model, seed, num_images, num_inference_steps, gui
                                     strength=call.get("strength"), scheduler=scheduler, controlnet=controlnet,
                                     version=__version__, extra=recorded_extra,
                                     sampler=type(pipe.scheduler).__name__, dtype=_cache.dtype_of(pipe),
+                                    loras=[lo.record() for lo in loras],
                                     batch=_batch_record(j, batch_prompts, batch_seeds) if size > 1 else None,
                                     **recipe_extra)
                     if run is not None and run.stopped:
@@ -363,7 +366,7 @@ def _call(pipe, kwargs, seed: int, pictures: int = 1):
 
 def generate(prompt, *, model=None, negative_prompt=None, num_inference_steps=None, guidance_scale=None,
              width=None, height=None, seed=None, num_images=1, batch_size=None, scheduler=None, progress=None,
-             run=None, dtype=None, allow_pickle=False, **pipeline_kwargs):
+             run=None, dtype=None, allow_pickle=False, lora=None, **pipeline_kwargs):
     """Make a picture from a prompt (text-to-image).
 
     `model=None` is the built-in teaching model; any Hub id or local diffusers folder works. Unset arguments take
@@ -375,6 +378,7 @@ def generate(prompt, *, model=None, negative_prompt=None, num_inference_steps=No
     (every picture bit-identical to the same picture made alone) and "auto" on a GPU; "auto" on the CPU makes up
     to 8 small pictures at a time. A batched picture's recipe records its batch, so `ig.regenerate` remakes it
     exactly (docs/tasks/generate.md, "Batches").
+    `lora=` applies LoRAs for this call (all four tasks take it): a path, or `{"a.safetensors": 0.8, "b": 0.4}`.
     Other keyword arguments go to the diffusers pipeline if it takes them (`eta=`, `guidance_rescale=`, ...);
     a name it does not take is a TypeError.
 
@@ -386,13 +390,13 @@ def generate(prompt, *, model=None, negative_prompt=None, num_inference_steps=No
     return _run("generate", prompt, model=model, seed=seed, num_images=num_images, batch_size=batch_size,
                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, width=width, height=height,
                 negative_prompt=negative_prompt, scheduler=scheduler, progress=progress, run=run, dtype=dtype,
-                allow_pickle=allow_pickle, call={}, recipe_extra={}, inputs_kept=None,
+                allow_pickle=allow_pickle, lora=lora, call={}, recipe_extra={}, inputs_kept=None,
                 pipeline_kwargs=pipeline_kwargs)
 
 
 def edit(image, prompt, *, strength=0.6, model=None, negative_prompt=None, num_inference_steps=None,
          guidance_scale=None, width=None, height=None, seed=None, num_images=1, batch_size=None, scheduler=None,
-         progress=None, run=None, dtype=None, allow_pickle=False, **pipeline_kwargs):
+         progress=None, run=None, dtype=None, allow_pickle=False, lora=None, **pipeline_kwargs):
     """Change a picture towards a prompt (image-to-image): noise it `strength` of the way down the schedule and
     denoise from there. `strength=1` ignores the picture; small values keep more of it.
 
@@ -414,13 +418,13 @@ def edit(image, prompt, *, strength=0.6, model=None, negative_prompt=None, num_i
     return _run("edit", prompt, model=model, seed=seed, num_images=num_images, batch_size=batch_size,
                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, width=w, height=h,
                 negative_prompt=negative_prompt, scheduler=scheduler, progress=progress, run=run, dtype=dtype,
-                allow_pickle=allow_pickle, call={"image": init, "strength": strength}, recipe_extra={},
+                allow_pickle=allow_pickle, lora=lora, call={"image": init, "strength": strength}, recipe_extra={},
                 inputs_kept={"image": init}, pipeline_kwargs=pipeline_kwargs)
 
 
 def inpaint(image, mask, prompt, *, strength=1.0, mask_blur=None, resize=False, model=None, negative_prompt=None,
             num_inference_steps=None, guidance_scale=None, seed=None, num_images=1, batch_size=None,
-            scheduler=None, progress=None, run=None, dtype=None, allow_pickle=False, **pipeline_kwargs):
+            scheduler=None, progress=None, run=None, dtype=None, allow_pickle=False, lora=None, **pipeline_kwargs):
     """Repaint where the mask is white (diffusers' convention) and keep every other pixel exactly as it was.
 
     `mask` may be a PIL image of any mode, a numpy array (bool, 0-1 float or 0-255), or anything with a `.mask`
@@ -454,7 +458,7 @@ def inpaint(image, mask, prompt, *, strength=1.0, mask_blur=None, resize=False, 
     return _run("inpaint", prompt, model=model, seed=seed, num_images=num_images, batch_size=batch_size,
                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, width=init.width,
                 height=init.height, negative_prompt=negative_prompt, scheduler=scheduler, progress=progress,
-                run=run, dtype=dtype, allow_pickle=allow_pickle,
+                run=run, dtype=dtype, allow_pickle=allow_pickle, lora=lora,
                 call={"image": init, "mask_image": m, "strength": strength}, recipe_extra={"mask_blur": blur},
                 inputs_kept={"image": init, "mask": m},
                 post=lambda generated: inputs.paste_back(init, generated.resize(init.size), soft),
@@ -464,7 +468,7 @@ def inpaint(image, mask, prompt, *, strength=1.0, mask_blur=None, resize=False, 
 def control(control_image, prompt, *, kind="canny", controlnet=None, controlnet_conditioning_scale=1.0,
             preprocess=True, model=None, negative_prompt=None, num_inference_steps=None, guidance_scale=None,
             width=None, height=None, seed=None, num_images=1, batch_size=None, scheduler=None, progress=None,
-            run=None, dtype=None, allow_pickle=False, **pipeline_kwargs):
+            run=None, dtype=None, allow_pickle=False, lora=None, **pipeline_kwargs):
     """Generate a picture that follows a control map (ControlNet): edges, depth or pose of `control_image`.
 
     With `preprocess=True` the map is made from the picture by `ig.preprocess(control_image, kind)`; with False
@@ -506,7 +510,7 @@ def control(control_image, prompt, *, kind="canny", controlnet=None, controlnet_
     return _run("control", prompt, model=model, seed=seed, num_images=num_images, batch_size=batch_size,
                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, width=w, height=h,
                 negative_prompt=negative_prompt, scheduler=scheduler, progress=progress, run=run, dtype=dtype,
-                allow_pickle=allow_pickle, controlnet=controlnet,
+                allow_pickle=allow_pickle, controlnet=controlnet, lora=lora,
                 call={family.control_image_arg: cmap, "controlnet_conditioning_scale": controlnet_conditioning_scale},
                 recipe_extra={"kind": kind, "controlnet_conditioning_scale": controlnet_conditioning_scale,
                               "preprocess": bool(preprocess and kind != "none")},
@@ -518,11 +522,12 @@ def regenerate(image_or_path, **overrides):
 
     The recipe is data, never authority: it may set only the generation parameters a recipe records, each checked
     like a call argument (a damaged or tampered recipe is a `RecipeError`). A picture whose run was stopped is
-    made again stopped at the same step. Edit and inpaint pictures need their input pictures: images returned in
-    this session carry them; for a saved PNG pass them again (`image=`, `mask=`). A control picture's PNG carries
-    its control map; `control_image=` takes the original picture instead, preprocessed as the first time. A
-    picture made in a batch is made again in the same batch (its recipe records the batch's prompts and seeds and
-    its place in it), since only that is bit-identical; `batch_size=1` makes it alone instead.
+    made again stopped at the same step. LoRAs are applied again from the files the recipe names, which must still
+    have the hashes it recorded (`lora=` overrides them). Edit and inpaint pictures need their input pictures:
+    images returned in this session carry them; for a saved PNG pass them again (`image=`, `mask=`). A control
+    picture's PNG carries its control map; `control_image=` takes the original picture instead, preprocessed as
+    the first time. A picture made in a batch is made again in the same batch (its recipe records the batch's
+    prompts and seeds and its place in it), since only that is bit-identical; `batch_size=1` makes it alone instead.
 
     >>> import imagegen_nb as ig, numpy as np
     >>> image = ig.generate("two green triangles", seed=5)
@@ -539,6 +544,8 @@ def regenerate(image_or_path, **overrides):
         if name not in valid:
             raise arguments.unknown_argument("regenerate", name, valid - {"run", "progress"} | {"run", "progress"})
     given = {k: overrides.pop(k) for k in needed if k in overrides}
+    if r.loras and "lora" not in overrides:
+        kwargs["lora"] = adapters.verify(r.loras)  # each file still there, with the hash the recipe recorded
     kept = recipes.inputs_of(image)
     if r.task == "control" and "control_image" not in given and "control_image" in kept:
         kwargs["preprocess"] = False  # the stored picture is already the map

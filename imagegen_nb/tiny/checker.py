@@ -70,15 +70,29 @@ def _templates(y: np.ndarray, x: np.ndarray, area: int, cy: float, cx: float) ->
     # its centre. Inside = below both slanted sides and above the base.
     t = np.sqrt(area / 1.8)
     ty, tx = y - (cy - 0.2 * t), np.abs(x - cx)
+    # The star (world.NEW_SHAPES): ten triangles of sides R and inner*R at 36 degrees, area 5 inner R^2 sin 36.
+    outer = np.sqrt(area / (5 * world.STAR_INNER * np.sin(np.pi / 5)))
     return {
         "circle": (x - cx) ** 2 + (y - cy) ** 2 <= r**2,
         "square": (np.abs(x - cx) <= h) & (np.abs(y - cy) <= h),
         "triangle": (ty <= 0.8 * t) & (tx <= (ty + t) / 1.8),
+        "star": _inside(world.star_polygon(cx, cy, outer), y, x),
     }
 
 
+def _inside(polygon: list[tuple[float, float]], y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Which grid points lie inside a polygon of (x, y) corners (even-odd rule, one edge at a time)."""
+    inside = np.zeros(x.shape, dtype=bool)
+    for (x1, y1), (x2, y2) in zip(polygon, polygon[1:] + polygon[:1]):
+        crosses = (y1 > y) != (y2 > y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            at = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
+        inside ^= crosses & (x < at)
+    return inside
+
+
 def _shape_of(pixels: np.ndarray) -> str:
-    """Circle, square or triangle: the world's shape that, drawn with the blob's area and centroid, overlaps the
+    """Circle, square, triangle or star: the world's shape that, drawn with the blob's area and centroid, overlaps the
     blob best (intersection over union); "unknown" if even the best overlaps less than MIN_IOU. Uses every pixel,
     so a softened corner or a one-pixel halo along an edge does not flip the answer the way a bounding-box measure
     would."""
@@ -125,7 +139,7 @@ def detect(image: Image.Image) -> list[Detection]:
 
 _NUM = {v: k for k, v in world.NUMBERS.items()}
 _COLOR = "|".join(world.COLORS)
-_SHAPE = "|".join(world.SHAPES)
+_SHAPE = "|".join(world.SHAPES + world.NEW_SHAPES)
 _OBJ = rf"an? (?:(?:small|large) )?(?:({_COLOR}) )?({_SHAPE})"
 
 

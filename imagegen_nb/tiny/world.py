@@ -42,6 +42,11 @@ BACKGROUNDS: dict[str, tuple[int, int, int]] = {
     "black": (15, 15, 15),
 }
 SHAPES = ("circle", "square", "triangle")
+# Shapes the world can draw that no caption of the grammar names, so the built-in model never saw them: material for
+# teaching it a new word with a LoRA (`imagegen_nb.tiny.stars`). Not in `vocabulary()`: its tokenizer reads them as
+# <unk>.
+NEW_SHAPES = ("star",)
+STAR_INNER = 0.5  # a star's inner radius as a share of its outer one: chunky points, which 16x16 latents can hold
 SIZES = {"small": 7, "large": 12}  # radius of the shape's bounding circle, in pixels
 RELATIONS = ("left of", "right of", "above", "below")
 NUMBERS = {2: "two", 3: "three", 4: "four"}
@@ -237,7 +242,19 @@ def _polygon(s: Shape) -> list[tuple[float, float]] | None:
     if s.shape == "triangle":
         h = s.r
         return [(s.x, s.y - h), (s.x + h, s.y + h * 0.8), (s.x - h, s.y + h * 0.8)]
+    if s.shape == "star":
+        return star_polygon(s.x, s.y, s.r * 1.15)
     return None
+
+
+def star_polygon(x: float, y: float, outer: float) -> list[tuple[float, float]]:
+    """A five-pointed star pointing up: ten corners, alternately `outer` and `STAR_INNER * outer` from its centre."""
+    corners = []
+    for k in range(10):
+        radius = outer if k % 2 == 0 else outer * STAR_INNER
+        angle = -math.pi / 2 + k * math.pi / 5
+        corners.append((x + radius * math.cos(angle), y + radius * math.sin(angle)))
+    return corners
 
 
 def draw_shape(draw: ImageDraw.ImageDraw, s: Shape, fill) -> None:
