@@ -280,6 +280,37 @@ def _mid_step(scheduler) -> bool:
     return False
 
 
+class ProgressBar:
+    """The console and notebook progress bar of a task call (tqdm.auto), a listener of its `Run` like every other
+    view: one bar for the whole call, counting denoising steps as users count them (PNDM's warm-up evaluations and
+    Heun's second ones fall inside a step, where diffusers' own bar would count them).
+
+    >>> import imagegen_nb as ig
+    >>> bar = ProgressBar(total=4, disable=True)
+    >>> _ = ig.generate("a red circle", seed=0, num_inference_steps=4, run=ig.Run(on_step=bar), progress=False)
+    >>> bar.done
+    4
+    """
+
+    def __init__(self, total: int, *, delay: float = 1.0, disable: bool = False):
+        self.total, self.delay, self.disable = total, delay, disable
+        self.done = 0
+        self._bar = None
+
+    def __call__(self, run: Run, step: Step) -> None:
+        if self._bar is None and not self.disable:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=self.total, delay=self.delay, leave=False, unit="step")
+        self.done += 1
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
 @contextmanager
 def watch(pipe, run: Run | None, total: int | None = None):
     """Attach `run` to `pipe` for one call: wrap its scheduler's `step`, and hook its denoiser for the raw output.

@@ -22,7 +22,7 @@ from ._version import __version__
 from .display import ImageList, mark
 from .errors import OutOfMemoryError, RecipeError
 from .recipes import Recipe, attach
-from .steps import Run, watch
+from .steps import ProgressBar, Run, watch
 
 # The arguments every task function names itself; anything else is passed to the pipeline, if it takes it.
 _OWN = ("prompt", "model", "negative_prompt", "num_inference_steps", "guidance_scale", "width", "height", "seed",
@@ -262,6 +262,14 @@ def _run(task: str, prompt, *, model, seed, num_images, num_inference_steps, gui
         images = []
         automatic = not isinstance(batch_size, int)
         chunk = _chunk_size(batch_size, entry, pipe, family, width, height, len(prompts))
+        # The console bar listens to the run like every other view (diffusers' own counts model calls: PNDM's 4
+        # steps read 5)
+        per_call = _expected_steps(steps, call.get("strength"))
+        bar = None
+        if progress is not False:
+            run = run if run is not None else Run()
+            bar = ProgressBar(per_call * math.ceil(len(prompts) / chunk), delay=0 if progress else 1.0)
+            run.add(bar)
         try:
             # 3. Batched pipeline calls, `chunk` pictures each, one CPU generator per picture: the same seed gives
             # the same noise on every device and in every batch.
@@ -280,9 +288,9 @@ def _run(task: str, prompt, *, model, seed, num_images, num_inference_steps, gui
                 kwargs.update(prompt=list(batch_prompts) if size > 1 else batch_prompts[0], num_inference_steps=steps,
                               guidance_scale=guidance, width=width, height=height,
                               generator=generators if size > 1 else generators[0])
-                pipe.set_progress_bar_config(disable=progress is False, delay=0 if progress else 1.0, leave=False)
+                pipe.set_progress_bar_config(disable=True)
                 try:
-                    with watch(pipe, run, total=_expected_steps(steps, call.get("strength"))), \
+                    with watch(pipe, run, total=per_call), \
                             adapters.applied(pipe, entry, loras):
                         out = _call(pipe, kwargs, batch_seeds[0], size)
                 except OutOfMemoryError:
@@ -313,7 +321,9 @@ def _run(task: str, prompt, *, model, seed, num_images, num_inference_steps, gui
         finally:
             if previous is not None:
                 pipe.scheduler = previous
-            pipe.set_progress_bar_config(disable=True)
+            if bar is not None:
+                bar.close()
+                run.listeners.remove(bar)
     result = ImageList(images) if as_list else images[0]
     if run is not None:
         run.result = result

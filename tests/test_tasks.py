@@ -161,3 +161,29 @@ def test_run_listeners_hear_every_step_and_stop_ends_early():
     after = ig.Run()
     ig.generate("a red circle", seed=0, num_inference_steps=10, run=after)
     assert after.steps_done == 10 and not after.stopped
+
+
+def test_the_progress_bar_counts_steps_as_users_count_them(tmp_path, monkeypatch):
+    # SD 1.5's own scheduler, PNDM, evaluates the model 5 times for 4 steps: diffusers' own bar read 5/5
+    from imagegen_nb import steps, tasks, testing
+
+    bars = []
+
+    class Recorded(steps.ProgressBar):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+    monkeypatch.setattr(tasks, "ProgressBar", Recorded)
+    model = str(testing.make_tiny_model("sd15", tmp_path / "sd15"))
+    _, pipe = ig.cache.shared.pipeline(model, "generate")
+    assert type(pipe.scheduler).__name__ == "PNDMScheduler"
+    ig.generate("a cat", model=model, num_inference_steps=4, width=32, height=32, seed=0, progress=True)
+    assert (bars[-1].total, bars[-1].done) == (4, 4)
+    ig.generate("a cat", model=model, num_inference_steps=4, width=32, height=32, seed=0, num_images=2)
+    assert (bars[-1].total, bars[-1].done) == (8, 8)  # one bar for the whole call
+    assert not pipe._progress_bar_config or pipe._progress_bar_config.get("disable")  # diffusers' bar stays off
+    count = len(bars)
+    ig.generate("a cat", model=model, num_inference_steps=4, width=32, height=32, seed=0, progress=False)
+    assert len(bars) == count
+    ig.cache.evict(model)
