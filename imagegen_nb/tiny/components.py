@@ -45,8 +45,9 @@ SMOKE = Architecture(text_width=32, text_layers=1, text_heads=2, unet_channels=(
 ARCHITECTURES = {"default": Architecture(), "film": Architecture(text_film=True), "smoke": SMOKE}
 
 
-def build_tokenizer(folder: str | Path, arch: Architecture = Architecture()):
-    """A word-level tokenizer for the world's vocabulary: lower-cased, one token per known word.
+def build_tokenizer(folder: str | Path, arch: Architecture = Architecture(), *, chat_template: str | None = None):
+    """A word-level tokenizer for the world's vocabulary: lower-cased, one token per known word (and, for
+    pipelines that wrap prompts in one, such as Z-Image's, a `chat_template`).
 
     A word it does not know becomes `<unk>`, so any prompt tokenizes without error. Saved as a plain
     `tokenizer.json` and loaded with `PreTrainedTokenizerFast`, so it needs nothing beyond `tokenizers`.
@@ -63,6 +64,8 @@ def build_tokenizer(folder: str | Path, arch: Architecture = Architecture()):
                                                        special_tokens=[("</s>", 1)])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
                                    model_max_length=arch.max_tokens)
+    if chat_template is not None:
+        fast.chat_template = chat_template
     fast.save_pretrained(folder)
     return PreTrainedTokenizerFast.from_pretrained(folder, local_files_only=True)
 

@@ -27,7 +27,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import world
+from . import components
 
 # Z-Image applies a chat template to every prompt. Ours writes the prompt's words and nothing else, so token k is
 # word k (what the side and binding labels of tiny.sides and tiny.binding assume); the tokenizer then appends
@@ -69,21 +69,8 @@ def vae_folder() -> Path:
 def build_tokenizer(folder: str | Path, arch: Architecture = Architecture()):
     """The world's word-level tokenizer (one token per known word, `<unk>` for others, `</s>` appended) with
     `CHAT_TEMPLATE`, saved to `folder` and loaded back from it (a `tokenizer.json`, no network)."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["<pad>", "</s>", "<unk>"]
-    words = specials + world.vocabulary() + [".", ","]
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
-                                                       special_tokens=[("</s>", 1)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
-                                   model_max_length=arch.max_tokens)
-    fast.chat_template = CHAT_TEMPLATE
-    fast.save_pretrained(folder)
-    return PreTrainedTokenizerFast.from_pretrained(folder, local_files_only=True)
+    return components.build_tokenizer(folder, components.Architecture(max_tokens=arch.max_tokens),
+                                      chat_template=CHAT_TEMPLATE)
 
 
 def build_text_encoder(vocab_size: int, arch: Architecture = Architecture()):
