@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m imagegen_nb generate "a red circle to the left of a blue square" --seed 0 -o demo.png
+	$(PY) -m imagegen_nb generate "a red circle to the left of a blue square" --seed 0 -o demo.png --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest
