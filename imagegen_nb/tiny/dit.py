@@ -27,7 +27,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import components
+from . import components, latent_rgb
 
 # Z-Image applies a chat template to every prompt. Ours writes the prompt's words and nothing else, so token k is
 # word k (what the side and binding labels of tiny.sides and tiny.binding assume); the tokenizer then appends
@@ -178,6 +178,7 @@ def export(checkpoint: str | Path, folder: str | Path, *, shift: float = 1.0, em
     pipe = ZImagePipeline(scheduler=build_scheduler(shift), vae=vae, text_encoder=text_encoder.eval(),
                           tokenizer=tokenizer, transformer=transformer.eval())
     pipe.save_pretrained(staging, safe_serialization=True)
+    latent_rgb.write(staging / "vae")  # the live previews' map, so the runtime needs no shapes world
     shutil.rmtree(staging / "_tokenizer")
     losses = state.get("losses", [])
     recent = sum(losses[-200:]) / max(1, len(losses[-200:]))
