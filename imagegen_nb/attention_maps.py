@@ -136,13 +136,7 @@ class _CrossProbe(_Probe):
             context = attn.norm_encoder_hidden_states(encoder_hidden_states) if attn.norm_cross \
                 else encoder_hidden_states
             key = attn.to_k(context)
-            head_dim = key.shape[-1] // attn.heads
-            query = query.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
-            key = key.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
-            if attn.norm_q is not None:
-                query = attn.norm_q(query)
-            if attn.norm_k is not None:
-                key = attn.norm_k(key)
+            query, key, head_dim = _split_heads(attn, query, key, batch)
             bias = None
             if attention_mask is not None:
                 mask = attn.prepare_attention_mask(attention_mask, length, batch)
@@ -183,13 +177,7 @@ class _JointProbe(_Probe):
         if encoder_hidden_states is not None:
             batch, n = hidden_states.shape[:2]
             query, key = attn.to_q(hidden_states), attn.to_k(hidden_states)
-            head_dim = key.shape[-1] // attn.heads
-            query = query.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
-            key = key.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
-            if attn.norm_q is not None:
-                query = attn.norm_q(query)
-            if attn.norm_k is not None:
-                key = attn.norm_k(key)
+            query, key, head_dim = _split_heads(attn, query, key, batch)
             text_key = attn.add_k_proj(encoder_hidden_states).view(batch, -1, attn.heads, head_dim).transpose(1, 2)
             if attn.norm_added_k is not None:
                 text_key = attn.norm_added_k(text_key)
@@ -320,3 +308,16 @@ def install_probes(transformer, store):
             modules[name].processor = processor
 
     return remove
+
+
+def _split_heads(attn, query, key, batch: int):
+    """Queries and keys as (batch, heads, tokens, head_dim), through the layer's own q/k norms, as its processor
+    does before attending; returns them with the head width."""
+    head_dim = key.shape[-1] // attn.heads
+    query = query.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
+    key = key.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
+    if attn.norm_q is not None:
+        query = attn.norm_q(query)
+    if attn.norm_k is not None:
+        key = attn.norm_k(key)
+    return query, key, head_dim
