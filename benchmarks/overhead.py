@@ -29,7 +29,7 @@ def full_size_pipeline(kind: str):
     unet = testing.make_full_size_unet(kind)
 
     def encoder(width, projection=False):
-        tok = testing._clip_tokenizer()
+        tok = testing.clip_tokenizer()
         cfg = CLIPTextConfig(vocab_size=len(tok), hidden_size=width, intermediate_size=2 * width,
                              num_hidden_layers=2, num_attention_heads=8, projection_dim=width,
                              bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,

@@ -34,7 +34,7 @@ class Entry:
     base: Any
     placement: devices.Placement
     offloaded: bool = False
-    tasks: dict[tuple[str, str | None], Any] = field(default_factory=dict)  # (task, controlnet) -> pipeline
+    pipelines: dict[tuple[str, str | None], Any] = field(default_factory=dict)  # (task, controlnet) -> pipeline
     nbytes: int = 0
     per_call: bool = False  # loaded for one call's dtype=: the next call without that dtype reloads the default
     added: bool = False  # put in with `add`: the user's own pipeline, which the cache cannot load again
@@ -146,7 +146,7 @@ class PipelineCache:
                 "device": placement.device, "dtype": placement.dtype, "memory": placement.memory,
                 "models": [{"model": e.name, "family": e.family.name, "device": e.placement.device,
                             "dtype": e.placement.dtype, "offloaded": e.offloaded, "bytes": e.nbytes,
-                            "pipelines": [t if cn is None else f"{t}+{cn}" for t, cn in e.tasks],
+                            "pipelines": [t if cn is None else f"{t}+{cn}" for t, cn in e.pipelines],
                             "loras": [str(f) for f in e.loras.values()]}
                            for e in self._entries.values()],
                 "controlnets": [f"{fam}:{cid}" for fam, cid, _, _ in self._controlnets],
@@ -202,12 +202,7 @@ class PipelineCache:
         placement = devices.Placement(current.device, dtype_of(pipe), current.memory)
         with self.lock:
             self._drop(name)
-            nbytes = _param_bytes(*_pipe_modules(pipe))
-            self._make_room(nbytes, placement)
-            offloaded = _place(pipe, placement, nbytes)
-            pipe.set_progress_bar_config(disable=True)
-            entry = Entry(name, name, fam, pipe, placement, offloaded, nbytes=nbytes, added=True)
-            entry.tasks[("generate", None)] = pipe
+            entry = self._new_entry(name, name, fam, pipe, placement, added=True)
             self._entries[name] = entry
             registry.register(name, fam)
             return entry
@@ -216,7 +211,7 @@ class PipelineCache:
         """The registry family of a pipeline this cache holds (a model's or one of its task pipelines), else None."""
         with self.lock:
             for entry in self._entries.values():
-                if any(p is pipe for p in entry.tasks.values()):
+                if any(p is pipe for p in entry.pipelines.values()):
                     return entry.family.name
         return None
 
@@ -280,9 +275,9 @@ class PipelineCache:
         entry.family.check_task(task)
         key = (task, controlnet)
         with self.lock:
-            if key not in entry.tasks:
-                entry.tasks[key] = self._derive(entry, task, controlnet)
-            return entry, entry.tasks[key]
+            if key not in entry.pipelines:
+                entry.pipelines[key] = self._derive(entry, task, controlnet)
+            return entry, entry.pipelines[key]
 
     # -- loading ---------------------------------------------------------------------------------------------
     def _load(self, name: str, *, dtype, allow_pickle: bool) -> Entry:
@@ -307,29 +302,27 @@ class PipelineCache:
                 raise ModelNotFoundError(f"could not load {name!r} from {location}: {err}") from err
             raise ModelNotFoundError(registry.no_download_message(name, err)) from None
         self.loads += 1
+        entry = self._new_entry(name, location, family, pipe, placement)
+        log.info("loaded %s (%s, %.1f MB) on %s", name, family.name, entry.nbytes / 1e6, placement.device)
+        return entry
+
+    def _new_entry(self, name: str, location: str, family: registry.Family, pipe, placement: devices.Placement,
+                   *, added: bool = False) -> Entry:
+        """Make room for a pipeline, place it by the memory policy and wrap it as an entry (not yet kept)."""
         nbytes = _param_bytes(*_pipe_modules(pipe))
         self._make_room(nbytes, placement)
         offloaded = _place(pipe, placement, nbytes)
         pipe.set_progress_bar_config(disable=True)
-        log.info("loaded %s (%s, %.1f MB) on %s", name, family.name, nbytes / 1e6, placement.device)
-        entry = Entry(name, location, family, pipe, placement, offloaded, nbytes=nbytes)
-        entry.tasks[("generate", None)] = pipe
+        entry = Entry(name, location, family, pipe, placement, offloaded, nbytes=nbytes, added=added)
+        entry.pipelines[("generate", None)] = pipe
         return entry
-
-    def _budget(self, placement: devices.Placement) -> int:
-        if self.budget_bytes is not None:
-            return self.budget_bytes
-        free = devices.free_gpu_bytes(placement.device)
-        if free is not None:
-            return int(0.9 * (free + sum(e.nbytes for e in self._entries.values() if not e.offloaded)))
-        try:
-            return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.5)
-        except (ValueError, OSError, AttributeError):
-            return 1 << 62
 
     def _make_room(self, nbytes: int, placement: devices.Placement) -> None:
         """Evict least recently used models until `nbytes` more fit the budget."""
-        budget = self._budget(placement)
+        budget = self.budget_bytes
+        if budget is None:
+            held = sum(e.nbytes for e in self._entries.values() if not e.offloaded)
+            budget = devices.memory_budget(placement.device, held)
         while self._entries and sum(e.nbytes for e in self._entries.values()) + nbytes > budget:
             name = next(iter(self._entries))
             self._drop(name)
@@ -366,7 +359,7 @@ class PipelineCache:
         if key in self._controlnets:
             return self._controlnets[key]
         location = registry.resolve_controlnet(controlnet)
-        cls = _controlnet_class(entry.family)
+        cls = getattr(__import__("diffusers"), entry.family.controlnet_class)
         try:
             with _quiet_diffusers():
                 cn = cls.from_pretrained(location, dtype=entry.placement.torch_dtype, use_safetensors=True)
@@ -381,41 +374,13 @@ class PipelineCache:
         return cn
 
 
-def _controlnet_class(family: registry.Family):
-    import diffusers
-
-    name = {"StableDiffusion3Pipeline": "SD3ControlNetModel", "FluxPipeline": "FluxControlNetModel",
-            "ZImagePipeline": "ZImageControlNetModel"}.get(family.pipeline, "ControlNetModel")
-    return getattr(diffusers, name)
-
-
 def _largest_part_bytes(pipe) -> int:
     """The parameter bytes of the pipeline's largest component: what model CPU offload holds on the GPU at once."""
     return max((_param_bytes(m) for m in _pipe_modules(pipe)), default=0) if hasattr(pipe, "components") else 0
 
 
 def _place(pipe, placement: devices.Placement, nbytes: int) -> bool:
-    """Move the pipeline to its device, or turn on CPU offload where the policy says so; True if offloaded."""
-    if placement.device == "cpu":
-        return False
-    policy = placement.memory
-    if policy == "auto":
-        policy = devices.choose_memory(nbytes, _largest_part_bytes(pipe), devices.free_gpu_bytes(placement.device))
-        if policy != "gpu":
-            log.info("%s of weights do not fit the free memory of %s whole: %s CPU offload", _gb(nbytes),
-                     placement.device, "model" if policy == "offload" else "sequential")
-    if policy == "offload":
-        pipe.enable_model_cpu_offload(device=placement.device)
-        return True
-    if policy == "sequential":
-        pipe.enable_sequential_cpu_offload(device=placement.device)
-        return True
-    pipe.to(placement.device)
-    return False
-
-
-def _gb(nbytes: int) -> str:
-    return f"{nbytes / 2**30:.1f} GB"
+    return devices.place(pipe, placement, nbytes, _largest_part_bytes(pipe))
 
 
 def _free_memory() -> None:

@@ -7,7 +7,10 @@ True
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
 
 MEMORY_POLICIES = ("auto", "gpu", "offload", "sequential")
 
@@ -210,3 +213,43 @@ def choose_memory(model_bytes: int, largest_part_bytes: int, free_bytes: int | N
     if largest_part_bytes * HEADROOM <= free_bytes:
         return "offload"
     return "sequential"
+
+
+def memory_budget(device: str, held_bytes: int) -> int:
+    """How many bytes of weights the cache may hold on `device`: 90% of the GPU's free memory plus what the cache
+    already holds there (`held_bytes`), or half the machine's RAM on a CPU or a GPU whose free memory cannot be
+    read."""
+    import os
+
+    free = free_gpu_bytes(device)
+    if free is not None:
+        return int(0.9 * (free + held_bytes))
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.5)
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
+def place(pipe, placement: Placement, model_bytes: int, largest_part_bytes: int) -> bool:
+    """Move a pipeline to its device, or turn on CPU offload where the memory policy says so (see `choose_memory`
+    for "auto"); True if offloaded. On the CPU nothing moves.
+
+    >>> place(object(), Placement("cpu", "float32"), 0, 0)
+    False
+    """
+    if placement.device == "cpu":
+        return False
+    policy = placement.memory
+    if policy == "auto":
+        policy = choose_memory(model_bytes, largest_part_bytes, free_gpu_bytes(placement.device))
+        if policy != "gpu":
+            log.info("%.1f GB of weights do not fit the free memory of %s whole: %s CPU offload",
+                     model_bytes / 2**30, placement.device, "model" if policy == "offload" else "sequential")
+    if policy == "offload":
+        pipe.enable_model_cpu_offload(device=placement.device)
+        return True
+    if policy == "sequential":
+        pipe.enable_sequential_cpu_offload(device=placement.device)
+        return True
+    pipe.to(placement.device)
+    return False

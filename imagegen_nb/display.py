@@ -38,8 +38,9 @@ class PixelImage(Image.Image):
         return buf.getvalue()
 
 
-def mark(image: Image.Image, family: str) -> Image.Image:
-    """Make small pictures (the built-in model's) display enlarged; larger ones are left alone."""
+def enlarge_when_small(image: Image.Image) -> Image.Image:
+    """Make a small picture (the built-in models' 64 px) display enlarged with crisp pixels, as a `PixelImage`;
+    larger ones are left as they are. The picture itself is not resized."""
     if max(image.size) <= 128 and type(image) is Image.Image:
         image.__class__ = PixelImage
     return image

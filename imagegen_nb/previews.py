@@ -162,7 +162,7 @@ def preview_image(step_or_latent: Any, pipe=None, *, family: str | None = None,
     """
     import torch
 
-    from .display import mark
+    from .display import enlarge_when_small
 
     latent = getattr(step_or_latent, "x0", None)
     if latent is None:
@@ -199,7 +199,7 @@ def preview_image(step_or_latent: Any, pipe=None, *, family: str | None = None,
         # rgb = latent @ W + b in [-1, 1], then to bytes: (rgb + 1) / 2 * 255
         rgb = torch.einsum("chw,cd->hwd", latent[0].to(w.dtype), w) + b
         pixels = ((rgb + 1.0) * 127.5).clamp(0, 255).to(torch.uint8).cpu().numpy()
-    return mark(Image.fromarray(pixels, "RGB"), family or "")
+    return enlarge_when_small(Image.fromarray(pixels, "RGB"))
 
 
 def vae_decode(latent, pipe) -> Image.Image:
@@ -208,7 +208,7 @@ def vae_decode(latent, pipe) -> Image.Image:
     import torch
 
     from . import cache
-    from .display import mark
+    from .display import enlarge_when_small
 
     vae = pipe.vae
     param = next(vae.parameters())
@@ -232,4 +232,4 @@ def vae_decode(latent, pipe) -> Image.Image:
     else:
         array = ((decoded[0].float() / 2 + 0.5).clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round()
         image = Image.fromarray(array.astype("uint8"))
-    return mark(image, "")
+    return enlarge_when_small(image)

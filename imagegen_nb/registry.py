@@ -47,6 +47,11 @@ class Family:
     guidance_offset: float = 0.0
     description: str = ""
 
+    @property
+    def controlnet_class(self) -> str:
+        """The diffusers class this family's ControlNets load with (also their config.json's `_class_name`)."""
+        return _CONTROLNET_CLASS.get(self.pipeline, "ControlNetModel")
+
     def check_task(self, task: str) -> None:
         if task not in self.tasks:
             raise UnsupportedTaskError(
@@ -100,6 +105,10 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
     Family("sana", "SanaPipeline", 1024, 20, 4.5, flow=True, size_factor=32, tasks=("generate",),
            repo_ids=("Efficient-Large-Model/Sana_1600M_1024px_diffusers",), description="Sana (linear DiT, DC-AE)"),
 ]}
+
+# text-to-image pipeline class -> its ControlNet model class (SD and SDXL share ControlNetModel)
+_CONTROLNET_CLASS = {"StableDiffusion3Pipeline": "SD3ControlNetModel", "FluxPipeline": "FluxControlNetModel",
+                     "ZImagePipeline": "ZImageControlNetModel"}
 
 # model_index.json class -> family, for ids the registry does not list
 _BY_CLASS = {

@@ -63,7 +63,7 @@ def _index(scheduler, timestep) -> int | None:
     return index
 
 
-def schedule_value(scheduler, timestep, step_index: int | None = None) -> dict[str, float]:
+def noise_level(scheduler, timestep, step_index: int | None = None) -> dict[str, float]:
     """The noise level at a timestep: {"alpha_bar": ...} for VP schedules, {"sigma": ...} otherwise."""
     kind = schedule_kind(scheduler)
     t = float(timestep)
@@ -76,7 +76,7 @@ def schedule_value(scheduler, timestep, step_index: int | None = None) -> dict[s
     return {"sigma": float(sigmas[i])}
 
 
-def to_x0_and_noise(kind: str, prediction: str, level: dict[str, float], model_output, sample):
+def to_x0_and_noise(kind: str, prediction: str, noise_level: dict[str, float], model_output, sample):
     """The clean latent x0 and the noise eps that a model output implies at x_t = `sample` (float32 tensors).
 
     Each inverts the forward process of the schedule's kind for the prediction type; together they rebuild x_t
@@ -88,24 +88,36 @@ def to_x0_and_noise(kind: str, prediction: str, level: dict[str, float], model_o
     - "sigma", x = x0 + s eps (the model sees x / sqrt(1 + s^2), the VP x_t with ab = 1 / (1 + s^2)).
     - "flow", x_t = (1 - s) x0 + s eps, velocity u = eps - x0: x0 = x_t - s u and eps = x_t + (1 - s) u.
     """
-    out, x = model_output.float(), sample.float()
+    output, x_t = model_output.float(), sample.float()
     if kind == "flow":
-        s = level["sigma"]
-        return x - s * out, x + (1 - s) * out
+        sigma_t, u_pred = noise_level["sigma"], output
+        x0_pred = x_t - sigma_t * u_pred  # x_t = (1 - sigma) x0 + sigma eps and u = eps - x0
+        eps_pred = x_t + (1 - sigma_t) * u_pred
+        return x0_pred, eps_pred
     if kind == "sigma":
-        s = level["sigma"]
+        sigma_t = noise_level["sigma"]
         if prediction == "epsilon":
-            return x - s * out, out
+            eps_pred = output
+            return x_t - sigma_t * eps_pred, eps_pred  # x = x0 + sigma eps
         if prediction == "v_prediction":
-            x0 = x / (s**2 + 1) - out * s / (s**2 + 1) ** 0.5
-            return x0, out / (s**2 + 1) ** 0.5 + x * s / (s**2 + 1)
-        return out, (x - out) / s  # sample
-    ab = level["alpha_bar"]
+            # the VP form with alpha_bar = 1 / (1 + sigma^2): x0 = sqrt(ab) x_vp - sqrt(1 - ab) v, x_vp = sqrt(ab) x
+            v_pred, scale = output, (sigma_t**2 + 1) ** 0.5
+            x0_pred = x_t / scale**2 - v_pred * sigma_t / scale
+            eps_pred = v_pred / scale + x_t * sigma_t / scale**2
+            return x0_pred, eps_pred
+        x0_pred = output  # sample
+        return x0_pred, (x_t - x0_pred) / sigma_t
+    alpha_bar_t = noise_level["alpha_bar"]
     if prediction == "v_prediction":
-        return ab**0.5 * x - (1 - ab) ** 0.5 * out, ab**0.5 * out + (1 - ab) ** 0.5 * x
+        v_pred = output  # v = sqrt(ab) eps - sqrt(1 - ab) x0
+        x0_pred = alpha_bar_t**0.5 * x_t - (1 - alpha_bar_t) ** 0.5 * v_pred
+        eps_pred = alpha_bar_t**0.5 * v_pred + (1 - alpha_bar_t) ** 0.5 * x_t
+        return x0_pred, eps_pred
     if prediction == "sample":
-        return out, (x - ab**0.5 * out) / (1 - ab) ** 0.5
-    return (x - (1 - ab) ** 0.5 * out) / ab**0.5, out
+        x0_pred = output  # eps = (x_t - sqrt(ab) x0) / sqrt(1 - ab)
+        return x0_pred, (x_t - alpha_bar_t**0.5 * x0_pred) / (1 - alpha_bar_t) ** 0.5
+    eps_pred = output  # x0 = (x_t - sqrt(1 - ab) eps) / sqrt(ab)
+    return (x_t - (1 - alpha_bar_t) ** 0.5 * eps_pred) / alpha_bar_t**0.5, eps_pred
 
 
 def predict_x0(scheduler, model_output, sample, timestep, step_index: int | None = None):
@@ -114,14 +126,16 @@ def predict_x0(scheduler, model_output, sample, timestep, step_index: int | None
     Inverts the forward process of the scheduler's kind for its prediction type (epsilon, v or flow velocity):
     for epsilon on a VP schedule, x0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t).
     """
-    level = schedule_value(scheduler, timestep, step_index)
-    return to_x0_and_noise(schedule_kind(scheduler), prediction_type(scheduler), level, model_output, sample)[0]
+    x_t, level = sample, noise_level(scheduler, timestep, step_index)
+    x0_pred, _ = to_x0_and_noise(schedule_kind(scheduler), prediction_type(scheduler), level, model_output, x_t)
+    return x0_pred
 
 
 def predict_noise(scheduler, model_output, sample, timestep, step_index: int | None = None):
     """The noise eps the model's output at `timestep` implies, whatever it predicts (see `to_x0_and_noise`)."""
-    level = schedule_value(scheduler, timestep, step_index)
-    return to_x0_and_noise(schedule_kind(scheduler), prediction_type(scheduler), level, model_output, sample)[1]
+    x_t, level = sample, noise_level(scheduler, timestep, step_index)
+    _, eps_pred = to_x0_and_noise(schedule_kind(scheduler), prediction_type(scheduler), level, model_output, x_t)
+    return eps_pred
 
 
 @dataclass
@@ -142,16 +156,16 @@ class Step:
     elapsed: float = 0.0  # seconds since the run started, when the step began
     model_calls: int = 1  # denoiser evaluations this step took
     _step_index: int | None = field(default=None, repr=False)
-    _level: dict | None = field(default=None, repr=False)  # the noise level, read when the step began
+    _noise_level: dict | None = field(default=None, repr=False)  # the noise level, read when the step began
     _kind: str | None = field(default=None, repr=False)
     _prediction: str | None = field(default=None, repr=False)
 
     @cached_property
-    def schedule(self) -> dict[str, float]:
+    def noise_level(self) -> dict[str, float]:
         """The noise level: {"alpha_bar": ...} (VP schedules) or {"sigma": ...} (sigma and flow schedules)."""
-        if self._level is not None:
-            return self._level
-        return schedule_value(self.pipe.scheduler, self.timestep, self._step_index)
+        if self._noise_level is not None:
+            return self._noise_level
+        return noise_level(self.pipe.scheduler, self.timestep, self._step_index)
 
     @property
     def kind(self) -> str:
@@ -163,7 +177,7 @@ class Step:
 
     def split(self, output):
         """x0 and eps (float32) that a model output in the scheduler's convention implies at this step."""
-        return to_x0_and_noise(self.kind, self.prediction_type, self.schedule, output, self.latents)
+        return to_x0_and_noise(self.kind, self.prediction_type, self.noise_level, output, self.latents)
 
     @cached_property
     def _x0_noise(self):
@@ -349,7 +363,7 @@ def watch(pipe, run: Run | None, total: int | None = None):
             event = Step(index=run.steps_done, total=run.total or 0, timestep=float(timestep), latents=sample,
                          model_output=model_output, raw_output=raw.pop("out", None), pipe=pipe,
                          elapsed=time.perf_counter() - (run.started or 0.0), _step_index=index,
-                         _level=schedule_value(scheduler, timestep, index), _kind=kind, _prediction=prediction)
+                         _noise_level=noise_level(scheduler, timestep, index), _kind=kind, _prediction=prediction)
         result = original_step(model_output, timestep, sample, *args, **kwargs)
         if _mid_step(scheduler):
             pending.append(event)

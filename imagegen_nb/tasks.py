@@ -19,7 +19,7 @@ from PIL import Image
 from . import adapters, arguments, inputs, recipes, registry, schedulers
 from . import cache as _cache
 from ._version import __version__
-from .display import ImageList, mark
+from .display import ImageList, enlarge_when_small
 from .errors import OutOfMemoryError, RecipeError
 from .recipes import Recipe, attach
 from .steps import ProgressBar, Run, watch
@@ -208,7 +208,7 @@ def _size_for(image: Image.Image, width, height, factor: int) -> tuple[int, int]
     return max(factor, round(height * image.width / image.height) // factor * factor), height
 
 
-def _run(task: str, prompt, *, model, seed, num_images, num_inference_steps, guidance_scale, width, height,
+def _make_pictures(task: str, prompt, *, model, seed, num_images, num_inference_steps, guidance_scale, width, height,
          negative_prompt, scheduler, progress, run: Run | None, dtype, allow_pickle, controlnet=None, lora=None,
          batch_size=None, call: dict[str, Any], recipe_extra: dict[str, Any],
          inputs_kept: dict[str, Image.Image] | None, post=None, pipeline_kwargs: dict[str, Any]):
@@ -314,7 +314,7 @@ def _run(task: str, prompt, *, model, seed, num_images, num_inference_steps, gui
                                     **recipe_extra)
                     if run is not None and run.stopped:
                         recipe.stopped_at = run.steps_done
-                    images.append(mark(attach(image, recipe, kept), family.name))
+                    images.append(enlarge_when_small(attach(image, recipe, kept)))
                 k += size
                 if run is not None and run.stop_requested:
                     break
@@ -397,7 +397,7 @@ def generate(prompt, *, model=None, negative_prompt=None, num_inference_steps=No
     >>> [ig.recipe(im)["seed"] for im in images]
     [7, 8]
     """
-    return _run("generate", prompt, model=model, seed=seed, num_images=num_images, batch_size=batch_size,
+    return _make_pictures("generate", prompt, model=model, seed=seed, num_images=num_images, batch_size=batch_size,
                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, width=width, height=height,
                 negative_prompt=negative_prompt, scheduler=scheduler, progress=progress, run=run, dtype=dtype,
                 allow_pickle=allow_pickle, lora=lora, call={}, recipe_extra={}, inputs_kept=None,
@@ -425,7 +425,7 @@ def edit(image, prompt, *, strength=0.6, model=None, negative_prompt=None, num_i
     w, h = _size_for(init, width, height, family.size_factor)
     w, h = _check_size(w, h, family)
     init = init.resize((w, h), Image.LANCZOS) if init.size != (w, h) else init
-    return _run("edit", prompt, model=model, seed=seed, num_images=num_images, batch_size=batch_size,
+    return _make_pictures("edit", prompt, model=model, seed=seed, num_images=num_images, batch_size=batch_size,
                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, width=w, height=h,
                 negative_prompt=negative_prompt, scheduler=scheduler, progress=progress, run=run, dtype=dtype,
                 allow_pickle=allow_pickle, lora=lora, call={"image": init, "strength": strength}, recipe_extra={},
@@ -465,7 +465,7 @@ def inpaint(image, mask, prompt, *, strength=1.0, mask_blur=None, resize=False, 
     blur = max(0.0, round(min(init.size) / 128)) if mask_blur is None else arguments.number(
         "mask_blur", mask_blur, low=0, high=min(init.size), hint=" (pixels of soft edge around the mask)")
     soft = inputs.feather(m, blur)
-    return _run("inpaint", prompt, model=model, seed=seed, num_images=num_images, batch_size=batch_size,
+    return _make_pictures("inpaint", prompt, model=model, seed=seed, num_images=num_images, batch_size=batch_size,
                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, width=init.width,
                 height=init.height, negative_prompt=negative_prompt, scheduler=scheduler, progress=progress,
                 run=run, dtype=dtype, allow_pickle=allow_pickle, lora=lora,
@@ -517,7 +517,7 @@ def control(control_image, prompt, *, kind="canny", controlnet=None, controlnet_
     w, h = _check_size(w, h, family)
     cmap = make_map(src, kind) if preprocess and kind != "none" else src
     cmap = cmap.resize((w, h), Image.NEAREST) if cmap.size != (w, h) else cmap
-    return _run("control", prompt, model=model, seed=seed, num_images=num_images, batch_size=batch_size,
+    return _make_pictures("control", prompt, model=model, seed=seed, num_images=num_images, batch_size=batch_size,
                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, width=w, height=h,
                 negative_prompt=negative_prompt, scheduler=scheduler, progress=progress, run=run, dtype=dtype,
                 allow_pickle=allow_pickle, controlnet=controlnet, lora=lora,

@@ -7,6 +7,8 @@ import os
 import pathlib
 import tempfile
 
+from . import registry
+
 __all__ = [
     "CALL_KWARGS",
     "CONTROLNET_CLASS",
@@ -15,9 +17,11 @@ __all__ = [
     "FAMILIES",
     "SAMPLE_SIZE",
     "TASKS",
+    "clip_tokenizer",
     "make_full_size_unet",
     "make_tiny_controlnet",
     "make_tiny_model",
+    "t5_tokenizer",
 ]
 
 FAMILIES = ("sd15", "sdxl", "sd3", "flux-dev", "zimage-turbo", "pixart-sigma", "sana")
@@ -39,35 +43,13 @@ CALL_KWARGS: dict[str, dict[str, object]] = {
     "sana": {"use_resolution_binning": False, "complex_human_instruction": None},
 }
 
-# Which tasks run end to end on each tiny build: "edit" via AutoPipelineForImage2Image.from_pipe, "inpaint" via
-# AutoPipelineForInpainting.from_pipe, "control" via AutoPipelineForText2Image.from_pipe(base, controlnet=cn).
-TASKS: dict[str, tuple[str, ...]] = {
-    "sd15": ("generate", "edit", "inpaint", "control"),
-    "sdxl": ("generate", "edit", "inpaint", "control"),
-    "sd3": ("generate", "edit", "inpaint", "control"),
-    "flux-dev": ("generate", "edit", "inpaint", "control"),
-    "zimage-turbo": ("generate", "edit", "inpaint", "control"),
-    "pixart-sigma": ("generate",),
-    "sana": ("generate",),
-}
-
-# The call argument of the ControlNet text-to-image pipeline that takes the control image.
-CONTROL_IMAGE_ARG: dict[str, str] = {
-    "sd15": "image",
-    "sdxl": "image",
-    "sd3": "control_image",
-    "flux-dev": "control_image",
-    "zimage-turbo": "control_image",
-}
-
-# The diffusers class a ControlNet folder of each family loads with (also its config.json's "_class_name").
-CONTROLNET_CLASS: dict[str, str] = {
-    "sd15": "ControlNetModel",
-    "sdxl": "ControlNetModel",
-    "sd3": "SD3ControlNetModel",
-    "flux-dev": "FluxControlNetModel",
-    "zimage-turbo": "ZImageControlNetModel",
-}
+# What each tiny build runs end to end, its ControlNet class and the call argument of its ControlNet text-to-image
+# pipeline that takes the control image: the registry's facts for the family, gathered here for tests. "edit" runs
+# via AutoPipelineForImage2Image.from_pipe, "inpaint" via AutoPipelineForInpainting.from_pipe, "control" via
+# AutoPipelineForText2Image.from_pipe(base, controlnet=cn).
+TASKS: dict[str, tuple[str, ...]] = {family: registry.FAMILIES[family].tasks for family in FAMILIES}
+CONTROL_IMAGE_ARG: dict[str, str] = {f: registry.FAMILIES[f].control_image_arg for f in CONTROLNET_FAMILIES}
+CONTROLNET_CLASS: dict[str, str] = {f: registry.FAMILIES[f].controlnet_class for f in CONTROLNET_FAMILIES}
 
 # Sizes shared by a family's denoiser and its ControlNet.
 _CLIP_WIDTH = 32  # hidden size of every tiny CLIP text encoder
@@ -113,7 +95,7 @@ _WORDS = ("a", "an", "the", "of", "and", "in", "on", "with", "photo", "cat", "do
           "tree", "sky", "car", "man", "woman", "portrait", "painting", "landscape", "city", "sun")
 
 
-def _clip_tokenizer():
+def clip_tokenizer():
     """A CLIPTokenizer over single bytes plus a few whole words: any text tokenizes, nothing is downloaded."""
     from transformers import CLIPTokenizer
 
@@ -142,7 +124,7 @@ def _clip_tokenizer():
         return CLIPTokenizer.from_pretrained(folder, local_files_only=True)
 
 
-def _t5_tokenizer():
+def t5_tokenizer():
     """A T5Tokenizer (unigram) over printable ASCII and a few whole words; other characters become <unk>."""
     from transformers import T5Tokenizer
 
@@ -279,7 +261,7 @@ def _sdxl_unet(seed: int):
 def _sd15(seed: int):
     from diffusers import PNDMScheduler, StableDiffusionPipeline
 
-    tokenizer = _clip_tokenizer()
+    tokenizer = clip_tokenizer()
     text_encoder = _clip_text_encoder(tokenizer, with_projection=False, seed=seed)
     unet = _sd15_unet(seed)
     vae = _kl_vae(latent_channels=4, seed=seed)
@@ -293,9 +275,9 @@ def _sd15(seed: int):
 def _sdxl(seed: int):
     from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
 
-    tokenizer = _clip_tokenizer()
+    tokenizer = clip_tokenizer()
     text_encoder = _clip_text_encoder(tokenizer, with_projection=False, seed=seed)
-    tokenizer_2 = _clip_tokenizer()
+    tokenizer_2 = clip_tokenizer()
     text_encoder_2 = _clip_text_encoder(tokenizer_2, with_projection=True, seed=seed + 1)
     unet = _sdxl_unet(seed)
     vae = _kl_vae(latent_channels=4, seed=seed)
@@ -309,7 +291,7 @@ def _sd3(seed: int):
     import torch
     from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
 
-    tokenizer, tokenizer_2, tokenizer_3 = _clip_tokenizer(), _clip_tokenizer(), _t5_tokenizer()
+    tokenizer, tokenizer_2, tokenizer_3 = clip_tokenizer(), clip_tokenizer(), t5_tokenizer()
     text_encoder = _clip_text_encoder(tokenizer, with_projection=True, seed=seed)
     text_encoder_2 = _clip_text_encoder(tokenizer_2, with_projection=True, seed=seed + 1)
     text_encoder_3 = _t5_text_encoder(tokenizer_3, seed=seed, width=_SD3_T5_WIDTH)
@@ -327,7 +309,7 @@ def _flux(seed: int):
     import torch
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
 
-    tokenizer, tokenizer_2 = _clip_tokenizer(), _t5_tokenizer()
+    tokenizer, tokenizer_2 = clip_tokenizer(), t5_tokenizer()
     text_encoder = _clip_text_encoder(tokenizer, with_projection=False, seed=seed)
     text_encoder_2 = _t5_text_encoder(tokenizer_2, seed=seed)
     torch.manual_seed(seed)
@@ -362,7 +344,7 @@ def _pixart_sigma(seed: int):
     import torch
     from diffusers import DPMSolverMultistepScheduler, PixArtSigmaPipeline, PixArtTransformer2DModel
 
-    tokenizer = _t5_tokenizer()
+    tokenizer = t5_tokenizer()
     text_encoder = _t5_text_encoder(tokenizer, seed=seed)
     torch.manual_seed(seed)
     transformer = PixArtTransformer2DModel(sample_size=16, num_layers=1, patch_size=2, attention_head_dim=8,

@@ -101,7 +101,7 @@ class Trace:
             raise IndexError(f"step {i!r} is out of range for a trace of {n} steps")
         return i % n
 
-    def level(self, i: int) -> dict[str, float]:
+    def noise_level(self, i: int) -> dict[str, float]:
         """The noise level at step i: {"alpha_bar": ...} or {"sigma": ...}."""
         i = self.index(i)
         if self.alpha_bar is not None:
@@ -168,7 +168,7 @@ class _Recorder:
 
     def __init__(self):
         self.timesteps: list[float] = []
-        self.levels: list[float] = []
+        self.noise_levels: list[float] = []
         self.elapsed: list[float] = []
         self.latents: list = []
         self.model_output: list = []
@@ -183,9 +183,9 @@ class _Recorder:
 
         if self.kind is None:
             self.pipe, self.kind, self.prediction_type = step.pipe, step.kind, step.prediction_type
-        value = step.schedule
+        value = step.noise_level
         self.timesteps.append(step.timestep)
-        self.levels.append(value.get("alpha_bar", value.get("sigma")))
+        self.noise_levels.append(value.get("alpha_bar", value.get("sigma")))
         self.elapsed.append(step.elapsed)
 
         def keep(t):
@@ -206,7 +206,7 @@ class _Recorder:
         from .steps import to_x0_and_noise
 
         shape = (-1,) + (1,) * (outputs.ndim - 1)
-        levels = torch.tensor(self.levels, dtype=torch.float32).view(shape)
+        levels = torch.tensor(self.noise_levels, dtype=torch.float32).view(shape)
         level = {"alpha_bar": levels} if self.kind == "vp" else {"sigma": levels}
         return to_x0_and_noise(self.kind, self.prediction_type, level, outputs, latents)[1].to(torch.float16)
 
@@ -279,7 +279,7 @@ def trace(prompt, *, task: str = "generate", image=None, mask_image=None, contro
         outputs["_uncond"] = torch.stack([u for _, u in recorder.halves])
     noise = {key: recorder.implied_noise(out, latents) if len(latents) else empty for key, out in outputs.items()}
     kind = recorder.kind or "vp"
-    levels = torch.tensor(recorder.levels, dtype=torch.float64)
+    levels = torch.tensor(recorder.noise_levels, dtype=torch.float64)
     return Trace(
         image=result, timesteps=torch.tensor(recorder.timesteps, dtype=torch.float32), latents=unpack(latents),
         noise=unpack(noise[""]), x0=unpack(torch.stack(recorder.x0)) if recorder.x0 else empty,

@@ -69,7 +69,7 @@ def test_forward_noising_is_inverted_by_predict_x0(pipe):
 
     n = forward.noised(timesteps=(0, 300, 999), seed=3)
     ddpm = DDPMScheduler.from_config(pipe.scheduler.config)
-    for t, x_t, ab in zip(n.timesteps, n.latents, n.levels):
+    for t, x_t, ab in zip(n.timesteps, n.latents, n.noise_levels):
         assert ab == pytest.approx(float(pipe.scheduler.alphas_cumprod[t]))
         # DDPM's own forward process; at t = 999 a zero-SNR DDPM has alpha_bar exactly 0 where DPM-Solver keeps
         # 2**-24 (to stay finite), a difference of sqrt(2**-24) x0 ~ 1e-4

@@ -41,7 +41,7 @@ class Noised:
 
     image: Any  # the clean picture (PIL)
     timesteps: list[int]
-    levels: list[float]  # alpha_bar_t (VP) or sigma_t (flow) at each timestep
+    noise_levels: list[float]  # alpha_bar_t (VP) or sigma_t (flow) at each timestep
     kind: str  # "vp" or "flow"
     latent: Any  # x_0 in latent space, (1, C, h, w)
     noise: Any  # eps in latent space, same shape
@@ -64,7 +64,7 @@ def noised(image=None, timesteps=(0, 200, 400, 600, 800, 999), *, seed: int = 0,
 
     >>> from imagegen_nb.teach import forward
     >>> n = forward.noised(timesteps=(0, 999))
-    >>> n.levels[0] > 0.99 and n.levels[1] < 0.01
+    >>> n.noise_levels[0] > 0.99 and n.noise_levels[1] < 0.01
     True
     """
     import torch
@@ -87,11 +87,11 @@ def noised(image=None, timesteps=(0, 200, 400, 600, 800, 999), *, seed: int = 0,
         if kind == "vp":
             alpha_bar_t = float(scheduler.alphas_cumprod[t])
             a, s = alpha_bar_t**0.5, (1 - alpha_bar_t) ** 0.5  # signal and noise weights
-            out.levels.append(alpha_bar_t)
+            out.noise_levels.append(alpha_bar_t)
         else:
             sigma_t = t / total
             a, s = 1 - sigma_t, sigma_t
-            out.levels.append(sigma_t)
+            out.noise_levels.append(sigma_t)
         out.latents.append(a * x0 + s * eps)
         out.pixels.append(a * px0 + s * px_eps)
     return out
@@ -118,7 +118,7 @@ def figure(image=None, timesteps=(0, 200, 400, 600, 800, 999), *, seed: int = 0,
                else "x_t = (1 - sigma) x_0 + sigma eps")
     fig, axes = new_figure(3, len(n.timesteps), title=f"forward process: {formula}")
     for j, t in enumerate(n.timesteps):
-        show_image(axes[0, j], pixel_image(n.pixels[j]), f"t={t}, {label}={n.levels[j]:.3f}")
+        show_image(axes[0, j], pixel_image(n.pixels[j]), f"t={t}, {label}={n.noise_levels[j]:.3f}")
         show_image(axes[1, j], preview_image(n.latents[j], pipe, family=family.name))
         show_image(axes[2, j], decode(pipe, n.latents[j]))
     for row, name in enumerate(("pixels + noise", "latent + noise", "latent + noise,\ndecoded")):

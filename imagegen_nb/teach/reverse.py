@@ -43,8 +43,8 @@ def pick_steps(trace, n: int) -> list[int]:
     return sorted({int(i) for i in np.linspace(0, len(trace) - 1, min(n, len(trace))).round()})
 
 
-def _level(trace, i: int) -> str:
-    (name, value), = trace.level(i).items()
+def _noise_level(trace, i: int) -> str:
+    (name, value), = trace.noise_level(i).items()
     return f"{name}={value:.3g}"
 
 
@@ -65,7 +65,7 @@ def grid(trace, n: int = 6, *, fast: bool = False):
                                                 f"{predicts})")
     for j, i in enumerate(steps):
         for row, (what, _) in enumerate(ROWS):
-            title = f"step {i}, t={float(trace.timesteps[i]):.0f}\n{_level(trace, i)}" if row == 0 else None
+            title = f"step {i}, t={float(trace.timesteps[i]):.0f}\n{_noise_level(trace, i)}" if row == 0 else None
             show_image(axes[row, j], trace.decode(i, what, fast=fast), title)
     for row, (_, label) in enumerate(ROWS):
         axes[row, 0].set_ylabel(label, fontsize=8)
@@ -99,7 +99,7 @@ def animation(trace, *, fast: bool = True, interval: int = 200):
     def update(i):
         for image, picture in zip(images, frames[i]):
             image.set_data(picture)
-        caption.set_text(f"step {i + 1}/{len(trace)}, t={float(trace.timesteps[i]):.0f}, {_level(trace, i)}")
+        caption.set_text(f"step {i + 1}/{len(trace)}, t={float(trace.timesteps[i]):.0f}, {_noise_level(trace, i)}")
         return [*images, caption]
 
     update(0)

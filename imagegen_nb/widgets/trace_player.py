@@ -75,10 +75,10 @@ class TracePlayer(widgets.VBox):
     def step(self) -> int:
         return self.slider.value
 
-    def level(self, i: int) -> dict[str, float]:
+    def noise_level(self, i: int) -> dict[str, float]:
         """The schedule's noise level at step i: {"alpha_bar": ...} or {"sigma": ...}."""
-        if hasattr(self.trace, "level"):
-            return dict(self.trace.level(i))
+        if hasattr(self.trace, "noise_level"):
+            return dict(self.trace.noise_level(i))
         alpha_bar = getattr(self.trace, "alpha_bar", None)
         if alpha_bar is not None:
             return {"alpha_bar": float(alpha_bar[i])}
@@ -93,7 +93,7 @@ class TracePlayer(widgets.VBox):
             self.slider.value = i  # comes back here through the observer
             return
         t = float(self.trace.timesteps[i])
-        level = self.level(i)
+        level = self.noise_level(i)
         text = ", ".join(f"{'ᾱ<sub>t</sub>' if k == 'alpha_bar' else 'σ'} = {v:.4g}" for k, v in level.items())
         self.info.value = f"step {i} / {steps - 1} · t = {t:g} · {text}"  # 0-based, like trace.decode(i)
         errors = []
