@@ -21,13 +21,12 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from . import arguments, tasks
+from . import arguments, registry, tasks
 from .display import _png_b64
 
 __all__ = ["Comparison", "compare"]
 
 MAX_AXES = 3  # X (columns), Y (rows), Z (one grid per value)
-TASKS = ("generate", "edit", "inpaint", "control")
 INPUTS = {"generate": (), "edit": ("image",), "inpaint": ("image", "mask"), "control": ("control_image",)}
 # Arguments that are never an axis: the task's inputs, and what concerns the whole grid rather than one cell.
 NOT_AXES = ("image", "mask", "control_image", "run", "progress", "batch_size", "allow_pickle", "dtype")
@@ -103,8 +102,8 @@ def compare(prompt, *, task: str = "generate", **kwargs) -> Comparison:
     >>> [ig.recipe(im)["prompt"] for im in grid.cells]
     ['a red circle', 'a blue circle']
     """
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {', '.join(TASKS)}, not {task!r}")
+    if task not in registry.TASKS:
+        raise ValueError(f"task must be one of {', '.join(registry.TASKS)}, not {task!r}")
     for name in ("num_images", "task"):
         if name in kwargs:
             raise TypeError(f"compare() does not take {name!r}: it makes one picture per cell (give seed=[...] "
