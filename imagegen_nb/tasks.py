@@ -194,32 +194,41 @@ def _chunk_size(batch_size, entry, pipe, family: registry.Family, width: int, he
     return max(1, min(GPU_MAX_BATCH, n, int(0.8 * free / per_picture)))
 
 
-def _size_for(image: Image.Image, width, height, factor: int) -> tuple[int, int]:
-    """The output size of a task that starts from a picture: the picture's, or the one asked for; one side given
+def _input_size(image: Image.Image, width, height, family: registry.Family) -> tuple[int, int]:
+    """The output size of a task that starts from a picture (edit, control), checked against the family's
+    limits: the picture's own (rounded down to the family's size factor) or the one asked for; one side given
     alone keeps the picture's aspect ratio."""
+    factor = family.size_factor
     if width is None and height is None:
-        return inputs.fit_size(image, factor)
-    if width is not None and height is not None:
-        return width, height
-    if width is not None:
+        width, height = inputs.fit_size(image, factor)
+    elif height is None:
         width = arguments.integer("width", width, low=1)
-        return width, max(factor, round(width * image.height / image.width) // factor * factor)
-    height = arguments.integer("height", height, low=1)
-    return max(factor, round(height * image.width / image.height) // factor * factor), height
+        height = max(factor, round(width * image.height / image.width) // factor * factor)
+    elif width is None:
+        height = arguments.integer("height", height, low=1)
+        width = max(factor, round(height * image.width / image.height) // factor * factor)
+    return _check_size(width, height, family)
+
+
+def _resized(image: Image.Image, size: tuple[int, int], resample) -> Image.Image:
+    return image.resize(size, resample) if image.size != size else image
 
 
 def _make_pictures(task: str, prompt, *, model, seed, num_images, num_inference_steps, guidance_scale, width, height,
          negative_prompt, scheduler, progress, run: Run | None, dtype, allow_pickle, controlnet=None, lora=None,
          batch_size=None, call: dict[str, Any], recipe_extra: dict[str, Any],
-         inputs_kept: dict[str, Image.Image] | None, post=None, pipeline_kwargs: dict[str, Any]):
-    """The part all four tasks share: checks, pipeline from the cache, batched pipeline calls, recipes."""
+         inputs_kept: dict[str, Image.Image] | None, post=None, pipeline_kwargs: dict[str, Any],
+         family: registry.Family | None = None):
+    """The part all four tasks share: checks, pipeline from the cache, batched pipeline calls, recipes.
+    `family` is the model's, when the task has already resolved it (and checked `pipeline_kwargs` by name)."""
     import torch
 
     # 1. Check every argument before any work, so nothing unchecked reaches a pipeline or a recipe.
     shared = _cache.shared
-    _, family = registry.resolve(model, allow_pickle=allow_pickle)
+    if family is None:
+        _precheck_pipeline_kwargs(task, pipeline_kwargs)
+        _, family = registry.resolve(model, allow_pickle=allow_pickle)
     family.check_task(task)
-    _precheck_pipeline_kwargs(task, pipeline_kwargs)
     steps = family.default_steps if num_inference_steps is None else num_inference_steps
     steps = arguments.integer("num_inference_steps", steps, low=1, high=arguments.limits.max_steps,
                               limit="max_steps")
@@ -422,14 +431,13 @@ def edit(image, prompt, *, strength=0.6, model=None, negative_prompt=None, num_i
     _precheck_pipeline_kwargs("edit", pipeline_kwargs)
     init = inputs.to_image(image)
     _, family = registry.resolve(model, allow_pickle=allow_pickle)
-    w, h = _size_for(init, width, height, family.size_factor)
-    w, h = _check_size(w, h, family)
-    init = init.resize((w, h), Image.LANCZOS) if init.size != (w, h) else init
+    init = _resized(init, _input_size(init, width, height, family), Image.LANCZOS)
     return _make_pictures("edit", prompt, model=model, seed=seed, num_images=num_images, batch_size=batch_size,
-                num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, width=w, height=h,
-                negative_prompt=negative_prompt, scheduler=scheduler, progress=progress, run=run, dtype=dtype,
-                allow_pickle=allow_pickle, lora=lora, call={"image": init, "strength": strength}, recipe_extra={},
-                inputs_kept={"image": init}, pipeline_kwargs=pipeline_kwargs)
+                num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, width=init.width,
+                height=init.height, negative_prompt=negative_prompt, scheduler=scheduler, progress=progress,
+                run=run, dtype=dtype, allow_pickle=allow_pickle, lora=lora,
+                call={"image": init, "strength": strength}, recipe_extra={}, inputs_kept={"image": init},
+                pipeline_kwargs=pipeline_kwargs, family=family)
 
 
 def inpaint(image, mask, prompt, *, strength=1.0, mask_blur=None, resize=False, model=None, negative_prompt=None,
@@ -472,7 +480,7 @@ def inpaint(image, mask, prompt, *, strength=1.0, mask_blur=None, resize=False, 
                 call={"image": init, "mask_image": m, "strength": strength}, recipe_extra={"mask_blur": blur},
                 inputs_kept={"image": init, "mask": m},
                 post=lambda generated: inputs.paste_back(init, generated.resize(init.size), soft),
-                pipeline_kwargs=pipeline_kwargs)
+                pipeline_kwargs=pipeline_kwargs, family=family)
 
 
 def control(control_image, prompt, *, kind="canny", controlnet=None, controlnet_conditioning_scale=1.0,
@@ -513,18 +521,17 @@ def control(control_image, prompt, *, kind="canny", controlnet=None, controlnet_
         raise TypeError(f"controlnet must be a Hub id or folder (a string), not {type(controlnet).__name__}")
     controlnet_conditioning_scale = arguments.number("controlnet_conditioning_scale", controlnet_conditioning_scale,
                                                      low=0, hint=" (0 turns the ControlNet off; 1 is full)")
-    w, h = _size_for(src, width, height, family.size_factor)
-    w, h = _check_size(w, h, family)
-    cmap = make_map(src, kind) if preprocess and kind != "none" else src
-    cmap = cmap.resize((w, h), Image.NEAREST) if cmap.size != (w, h) else cmap
+    size = _input_size(src, width, height, family)
+    cmap = _resized(make_map(src, kind) if preprocess and kind != "none" else src, size, Image.NEAREST)
     return _make_pictures("control", prompt, model=model, seed=seed, num_images=num_images, batch_size=batch_size,
-                num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, width=w, height=h,
+                num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, width=cmap.width,
+                height=cmap.height,
                 negative_prompt=negative_prompt, scheduler=scheduler, progress=progress, run=run, dtype=dtype,
                 allow_pickle=allow_pickle, controlnet=controlnet, lora=lora,
                 call={family.control_image_arg: cmap, "controlnet_conditioning_scale": controlnet_conditioning_scale},
                 recipe_extra={"kind": kind, "controlnet_conditioning_scale": controlnet_conditioning_scale,
                               "preprocess": bool(preprocess and kind != "none")},
-                inputs_kept={"control_image": cmap}, pipeline_kwargs=pipeline_kwargs)
+                inputs_kept={"control_image": cmap}, pipeline_kwargs=pipeline_kwargs, family=family)
 
 
 def regenerate(image_or_path, **overrides):
