@@ -1,6 +1,8 @@
 """The studio: one panel over the four task functions. Its controls are named like their arguments; Generate
 collects them (`studio.kwargs`) and calls `ig.generate` / `ig.edit` / `ig.inpaint` / `ig.control` in a background
-thread, with a `Run` that drives the progress bar, the live preview and the Stop button.
+thread, with a `Run` that its run view (`run_view.py`: progress bar, live preview, Stop) listens to. The pictures go
+to its gallery (`gallery.py`), from which they can be saved, shown as code, reused or sent on to another task: to
+its input picture (`input_picture.py`, with the mask canvas and the control map).
 """
 
 from __future__ import annotations
@@ -10,23 +12,24 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
 from PIL import Image
 
-from .. import arguments, inputs, registry
-from ..recipes import INPUTS_KEY, Recipe, next_free
+from .. import arguments, registry
+from ..recipes import INPUTS_KEY, Recipe
 from ..recipes import recipe as read_recipe
 from ..steps import Run, Step
-from ._common import PIXELATED_CLASS, PIXELATED_CSS, display_width, error_html, png_bytes
+from ._common import PIXELATED_CSS, error_html
+from .gallery import Gallery
+from .input_picture import InputPicture
+from .run_view import RunView
 
 TASKS = registry.TASKS
 KINDS = ("canny", "depth", "pose", "none")  # ig.preprocess kinds (the preprocessors module needs OpenCV)
 _TASK_STRENGTH = {"edit": 0.6, "inpaint": 1.0}  # the task functions' defaults
 _INPUT_NAMES = {"edit": "image", "inpaint": "image", "control": "control_image"}
-_THUMB = 96  # gallery thumbnail width (CSS pixels)
 
 
 def _model_names() -> list[str]:
@@ -56,6 +59,9 @@ class Studio(widgets.VBox):
       which is also shown in the panel. `studio.listeners` are extra step listeners `(run, step)` for each run.
     - From the gallery a picture can be saved (PNG with its recipe), shown as code, its settings reused, or sent
       to Edit, Inpaint (with a `MaskCanvas` on it) or Control (with its control map).
+    - Its parts: `studio.run_view` (a `RunView`: progress, preview, Stop), `studio.gallery_view` (a `Gallery`)
+      and `studio.input_picture` (an `InputPicture`); their widgets keep their names on the Studio too
+      (`studio.progress`, `studio.save_button`, `studio.upload`, ...); `studio.gallery` is the row of thumbnails.
 
     >>> import imagegen_nb as ig
     >>> studio = ig.Studio(prompt="a red circle", seed=3, num_inference_steps=4)
@@ -69,20 +75,10 @@ class Studio(widgets.VBox):
     """
 
     def __init__(self, model: str | None = None, *, task: str = "generate", **defaults: Any):
-        self.results: list[Image.Image] = []
         self.result = None  # what the last run returned
         self.error: BaseException | None = None
         self.listeners: list[Callable[[Run, Step], Any]] = []
-        self.input_image: Image.Image | None = None
-        self.mask_canvas = None  # a MaskCanvas over the input picture, for inpaint
-        self.selected: int | None = None
-        self.show_preview = True  # show the predicted x0 at each step
-        self._run: Run | None = None
         self._thread: threading.Thread | None = None
-        self._running = False
-        self._images_done = 0
-        self._images_total = 1
-        self._note = ""
 
         full = {"width": "100%"}
         self.task_selector = widgets.ToggleButtons(options=[(t.capitalize(), t) for t in TASKS], value="generate",
@@ -112,36 +108,23 @@ class Studio(widgets.VBox):
                                                  style={"description_width": "initial"}, layout={"width": "160px"})
         self.kind = widgets.Dropdown(description="kind", options=list(KINDS), value="canny")
 
-        # inputs of edit / inpaint / control
-        self.input_view = widgets.Image(format="png", layout={"width": "128px"})
-        self.input_view.add_class(PIXELATED_CLASS)
-        self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="Upload picture")
-        self.control_view = widgets.Image(format="png", layout={"width": "128px"})
-        self.control_view.add_class(PIXELATED_CLASS)
-        self.mask_box = widgets.VBox()
-        self.input_label = widgets.HTML("<i>no input picture: send one from the gallery or upload one</i>")
-
-        # running
-        self.generate_button = widgets.Button(description="Generate", button_style="primary", icon="play")
-        self.stop_button = widgets.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
-        self.progress = widgets.IntProgress(value=0, min=0, max=1, layout={"width": "240px"})
-        self.progress_label = widgets.Label()
-        self.image_view = widgets.Image(format="png", layout={"width": "256px"})
-        self.image_view.add_class(PIXELATED_CLASS)
+        # the parts: the input picture of edit / inpaint / control, the run in progress, the pictures made
         self.message = widgets.HTML()
-
-        # gallery and the selected picture
-        self.gallery = widgets.HBox(layout={"flex_flow": "row wrap"})
-        self.recipe_view = widgets.HTML()
-        self.save_path = widgets.Text(description="path", layout={"width": "300px"})
-        self.save_button = widgets.Button(description="Save PNG", icon="save",
-                                          tooltip="ig.save: PNG with the recipe in it")
-        self.code_button = widgets.Button(description="Copy as code", icon="code", tooltip="Recipe.code()")
-        self.use_button = widgets.Button(description="Use settings", tooltip="fill the controls from this recipe")
-        self.to_edit_button = widgets.Button(description="→ Edit")
-        self.to_inpaint_button = widgets.Button(description="→ Inpaint")
-        self.to_control_button = widgets.Button(description="→ Control")
-        self.code = widgets.Textarea(rows=3, layout={"width": "100%", "display": "none"})
+        self.generate_button = widgets.Button(description="Generate", button_style="primary", icon="play")
+        self.input_picture = InputPicture(on_error=self._show_error, on_upload=lambda picture: self.set_input(
+            picture, self.task if self.task != "generate" else "edit"))
+        self.run_view = RunView(start_button=self.generate_button)
+        self.gallery_view = Gallery(on_select=self.run_view.show, on_use=self._use_settings, on_send=self.send_to,
+                                    on_error=self._show_error, message=self.message)
+        box, run, gallery = self.input_picture, self.run_view, self.gallery_view  # their widgets, by the old names
+        self.input_view, self.input_label, self.upload, self.mask_box = box.view, box.label, box.upload, box.mask_box
+        self.control_view, self.image_view, self.stop_button = box.control_view, run.image_view, run.stop_button
+        self.progress, self.progress_label, self.gallery = run.progress, run.progress_label, gallery.thumbnails
+        self.recipe_view, self.save_path, self.code = gallery.recipe_view, gallery.save_path, gallery.code
+        self.save_button, self.code_button, self.use_button = (gallery.save_button, gallery.code_button,
+                                                               gallery.use_button)
+        self.to_edit_button, self.to_inpaint_button, self.to_control_button = (
+            gallery.to_edit_button, gallery.to_inpaint_button, gallery.to_control_button)
 
         self._wire()
         self._apply_family(registry.FAMILIES[registry.BUILTIN])
@@ -152,7 +135,6 @@ class Studio(widgets.VBox):
         if defaults:
             self.kwargs = defaults
         self._update_visibility()
-        self._update_selection_buttons()
 
     # -- layout and wiring ------------------------------------------------------------------------------------
     def _layout(self) -> list[widgets.Widget]:
@@ -160,55 +142,25 @@ class Studio(widgets.VBox):
         self._size_box = widgets.VBox([self.width, self.height])
         self._control_box = widgets.VBox([self.kind, self.controlnet_conditioning_scale,
                                           widgets.HBox([widgets.Label("control map"), self.control_view])])
-        self._input_box = widgets.VBox([widgets.HBox([self.input_view, widgets.VBox([self.input_label,
-                                                                                     self.upload])]),
-                                        self.mask_box])
         controls = widgets.VBox([self.task_selector, self.prompt, self.negative_prompt, self.model,
                                  self.num_inference_steps, self.guidance_scale, self.strength, self._size_box,
-                                 self._seed_row, self.num_images, self._control_box, self._input_box],
+                                 self._seed_row, self.num_images, self._control_box, self.input_picture],
                                 layout={"width": "520px", "min_width": "420px"})
-        output = widgets.VBox([widgets.HBox([self.generate_button, self.stop_button]),
-                               widgets.HBox([self.progress, self.progress_label]), self.image_view, self.message],
-                              layout={"padding": "0 0 0 16px"})
-        self._selection_box = widgets.VBox([
-            self.recipe_view,
-            widgets.HBox([self.save_path, self.save_button, self.code_button, self.use_button]),
-            widgets.HBox([self.to_edit_button, self.to_inpaint_button, self.to_control_button]), self.code])
-        return [widgets.HTML(PIXELATED_CSS), widgets.HBox([controls, output]),
-                widgets.HTML("<b>This session's pictures</b> (click one for its recipe)"), self.gallery,
-                self._selection_box]
+        output = widgets.VBox([self.run_view, self.message], layout={"padding": "0 0 0 16px"})
+        return [widgets.HTML(PIXELATED_CSS), widgets.HBox([controls, output]), self.gallery_view]
 
     def _wire(self) -> None:
-        for view in (self.image_view, self.input_view, self.control_view):  # no broken-image icon while empty
-            view.layout.display = "none"
-            view.observe(lambda change, v=view: setattr(v.layout, "display", None if change["new"] else "none"),
-                         names="value")
         self.generate_button.on_click(lambda _: self.generate())
-        self.stop_button.on_click(lambda _: self.stop())
         self.dice_button.on_click(lambda _: self.roll_seed())
         self.task_selector.observe(self._on_task, names="value")
         self.model.observe(self._on_model, names="value")
         self.kind.observe(lambda _: self._update_control_map(), names="value")
-        self.upload.observe(self._on_upload, names="value")
-        self.save_button.on_click(lambda _: self._guard(self.save_selected))
-        self.code_button.on_click(lambda _: self._guard(self.show_code))
-        self.use_button.on_click(lambda _: self._guard(self.use_selected))
-        self.to_edit_button.on_click(lambda _: self._guard(self.send_to, "edit"))
-        self.to_inpaint_button.on_click(lambda _: self._guard(self.send_to, "inpaint"))
-        self.to_control_button.on_click(lambda _: self._guard(self.send_to, "control"))
-
-    def _guard(self, fn, *args) -> None:
-        """Run a button's action; show its error in the panel instead of losing it in the kernel log."""
-        try:
-            fn(*args)
-        except Exception as err:
-            self._show_error(err)
 
     def _on_task(self, change) -> None:
         if change["new"] in _TASK_STRENGTH:
             self.strength.value = _TASK_STRENGTH[change["new"]]
         if change["new"] == "inpaint" and self.mask_canvas is None and self.input_image is not None:
-            self._open_mask_canvas()
+            self.input_picture.open_mask_canvas()
         self._update_visibility()
         self._update_control_map()
 
@@ -229,7 +181,7 @@ class Studio(widgets.VBox):
     def _update_visibility(self) -> None:
         task = self.task
         show = {self.strength: task in ("edit", "inpaint"), self._size_box: task == "generate",
-                self._control_box: task == "control", self._input_box: task != "generate",
+                self._control_box: task == "control", self.input_picture: task != "generate",
                 self.mask_box: task == "inpaint"}
         for widget, visible in show.items():
             widget.layout.display = None if visible else "none"
@@ -327,63 +279,36 @@ class Studio(widgets.VBox):
         self.seed.value = random.SystemRandom().randrange(2**31)
         return self.seed.value
 
-    # -- input pictures ---------------------------------------------------------------------------------------
+    # -- the input picture -----------------------------------------------------------------------------------
+    @property
+    def input_image(self) -> Image.Image | None:
+        """The input picture of edit / inpaint / control (None before one is sent or uploaded)."""
+        return self.input_picture.image
+
+    @property
+    def mask_canvas(self):
+        """The `MaskCanvas` over the input picture, for inpaint (None before it opens)."""
+        return self.input_picture.mask_canvas
+
     def set_input(self, image, task: str | None = None) -> None:
         """Use `image` as the input picture of edit / inpaint / control (and switch to `task` if given)."""
-        picture = inputs.to_image(image, "image")
-        self.input_image = picture
-        self.input_view.value = png_bytes(picture)
-        self.input_view.layout.width = f"{min(128, display_width(picture.size, 128, 128))}px"
-        self.input_label.value = f"input picture: {picture.width}x{picture.height}"
-        self.mask_canvas = None
-        self.mask_box.children = ()
+        self.input_picture.set(image)
         if task is not None:
             self.task = task
         if self.task == "inpaint":
-            self._open_mask_canvas()
+            self.input_picture.open_mask_canvas()
         self._update_control_map()
 
-    def _open_mask_canvas(self) -> None:
-        from .mask_canvas import MaskCanvas
-
-        self.mask_canvas = MaskCanvas(self.input_image)
-        self.mask_box.children = (widgets.HTML("paint where the picture should change:"), self.mask_canvas)
-
     def _update_control_map(self) -> None:
-        if self.task != "control" or self.input_image is None:
-            return
-        from ..preprocessors import preprocess
-
-        try:
-            cmap = preprocess(self.input_image, self.kind.value)
-        except Exception as err:
-            self._show_error(err)
-            self.control_view.value = b""
-            return
-        self.control_view.value = png_bytes(cmap)
-        self.control_view.layout.width = f"{min(128, display_width(cmap.size, 128, 128))}px"
-
-    def _on_upload(self, change) -> None:
-        files = change["new"]
-        if not files:
-            return
-        import io
-
-        try:
-            picture = Image.open(io.BytesIO(bytes(files[0]["content"])))
-            picture.load()
-            self.set_input(picture, self.task if self.task != "generate" else "edit")
-        except Exception as err:
-            self._show_error(ValueError(f"{files[0].get('name', 'upload')}: not a picture PIL can read ({err})"))
+        if self.task == "control":
+            self.input_picture.show_control_map(self.kind.value)
 
     def send_to(self, task: str, image: Image.Image | None = None) -> None:
         """Send a picture (default: the selected one) to Edit, Inpaint (opens a mask canvas) or Control."""
         if task not in _INPUT_NAMES:
             raise ValueError(f"pictures can be sent to edit, inpaint or control, not {task!r}")
         if image is None:
-            if self.selected is None:
-                raise ValueError("no picture selected: click one in the gallery first")
-            image = self.results[self.selected]
+            image = self.gallery_view.selected_picture()
         self.set_input(image, task)
 
     def _check(self, task: str, kw: dict[str, Any]) -> None:
@@ -398,14 +323,22 @@ class Studio(widgets.VBox):
     @property
     def busy(self) -> bool:
         """True while a run is in progress."""
-        return self._running
+        return self.run_view.busy
+
+    @property
+    def show_preview(self) -> bool:
+        """Whether the run view shows the predicted x0 at each step."""
+        return self.run_view.show_preview
+
+    @show_preview.setter
+    def show_preview(self, value: bool) -> None:
+        self.run_view.show_preview = bool(value)
 
     def generate(self, background: bool = True) -> None:
         """What the Generate button does: call the task function with `kwargs`, in a thread unless told not to."""
         if self.busy:
             return
         self.error = None
-        self._note = ""
         self.message.value = ""
         if self.seed_mode.value == "random":
             self.roll_seed()
@@ -416,20 +349,14 @@ class Studio(widgets.VBox):
         except Exception as err:
             self._show_error(err)
             return
-        run = Run([self._on_step, *self.listeners], on_start=self._on_start)
-        self._run = run
-        self._images_done, self._images_total = 0, kw["num_images"]
-        self._running = True
-        self._set_busy(True)
-        self.progress.value, self.progress_label.value = 0, "starting…"
         size = (kw["width"], kw["height"]) if task == "generate" else kw[_INPUT_NAMES[task]].size
-        self.image_view.layout.width = f"{display_width(size)}px"
+        run = self.run_view.watch(Run(list(self.listeners)), num_images=kw["num_images"], size=size)
         if background:
-            self._thread = threading.Thread(target=self._work, args=(task, kw, run), daemon=True,
+            self._thread = threading.Thread(target=self._execute, args=(task, kw, run), daemon=True,
                                             name="imagegen-studio")
             self._thread.start()
         else:
-            self._work(task, kw, run)
+            self._execute(task, kw, run)
 
     def run_sync(self):
         """Generate in the calling thread and return the result (None after an error, shown in the panel)."""
@@ -446,159 +373,70 @@ class Studio(widgets.VBox):
 
     def stop(self) -> None:
         """What the Stop button does: end the run after the step in progress."""
-        if self._run is not None and self.busy:
-            self._run.stop()
-            self.progress_label.value = "stopping…"
+        self.run_view.stop()
 
-    def _work(self, task: str, kw: dict[str, Any], run: Run) -> None:
+    def _execute(self, task: str, kw: dict[str, Any], run: Run) -> None:
+        """Call the task function with the run the run view watches; the pictures go to the gallery."""
         started = time.perf_counter()
         try:
             from .. import tasks  # imports torch and diffusers: here, so the click returns at once
 
             result = getattr(tasks, task)(**kw, run=run, progress=False)
-            self._finish(result, run, time.perf_counter() - started)
+            self._finish(result, time.perf_counter() - started)
         except Exception as err:
             self._show_error(err)
-            self.progress_label.value = "failed"
+            self.run_view.fail()
         finally:
-            self._running = False
-            self._set_busy(False)
+            self.run_view.release()
 
-    def _set_busy(self, busy: bool) -> None:
-        self.generate_button.disabled = busy
-        self.stop_button.disabled = not busy
-
-    def _on_start(self, run: Run) -> None:
-        self.progress.max = max(1, run.total or 1)
-        self.progress.value = 0
-
-    def _on_step(self, run: Run, step: Step) -> None:
-        total = max(1, step.total)
-        done = step.index + 1
-        if done == total:
-            self._images_done += 1
-        in_progress = int(done < total)  # the image of this step, if it is not finished
-        images_after = max(0, self._images_total - self._images_done - in_progress)
-        per_step = (time.perf_counter() - (run.started or time.perf_counter())) / done
-        left = per_step * ((total - done) + total * images_after)
-        self.progress.max = total
-        self.progress.value = done
-        which = ""
-        if self._images_total > 1:
-            which = f"image {min(self._images_done + in_progress, self._images_total)}/{self._images_total} · "
-        self.progress_label.value = f"{which}step {done}/{total} · {left:.1f} s left"
-        if self.show_preview:
-            self._preview(run, step)
-
-    def _preview(self, run: Run, step: Step) -> None:
-        """Show the model's predicted clean picture x0 at this step (a cheap decode from previews.py)."""
-        try:
-            from ..previews import preview_image
-
-            picture = preview_image(step, run.pipe)
-        except Exception as err:  # a preview is a nicety: say why there is none, and let the run go on
-            self.show_preview = False
-            self._note = f"no live preview ({type(err).__name__}: {err})"
-            return
-        self.image_view.value = png_bytes(picture)
-
-    def _finish(self, result, run: Run, seconds: float) -> None:
+    def _finish(self, result, seconds: float) -> None:
         self.result = result
         pictures = list(result) if isinstance(result, list) else [result]
         kept = [p for p in pictures if read_recipe(p).get("stopped_at") is None]
         for picture in kept:
-            self._add_to_gallery(picture)
+            self.gallery_view.add(picture)
         if pictures:
-            self.image_view.value = png_bytes(pictures[-1])
-        if len(kept) < len(pictures):
-            self.progress_label.value = f"stopped after step {run.steps_done} of {run.total}"
-            status = ("Stopped: the unfinished picture is shown but not kept in the gallery "
-                      "(its recipe would not make it again).")
-        else:
-            self.progress_label.value = f"done in {seconds:.1f} s"
-            status = ""
-        notes = [s for s in (status, self._note) if s]
+            self.run_view.show(pictures[-1])
+        stopped = len(kept) < len(pictures)
+        self.run_view.finish(seconds, stopped=stopped)
+        status = ("Stopped: the unfinished picture is shown but not kept in the gallery "
+                  "(its recipe would not make it again)." if stopped else "")
+        notes = [s for s in (status, self.run_view.note) if s]
         self.message.value = "<br>".join(f"<span style='color:#555'>{html.escape(n)}</span>" for n in notes)
 
     def _show_error(self, err: BaseException) -> None:
         self.error = err
         self.message.value = error_html(err)
 
-    # -- gallery ----------------------------------------------------------------------------------------------
-    def _add_to_gallery(self, picture: Image.Image) -> None:
-        index = len(self.results)
-        self.results.append(picture)
-        thumb = picture if max(picture.size) <= 2 * _THUMB else picture.copy()
-        if thumb is not picture:
-            thumb.thumbnail((2 * _THUMB, 2 * _THUMB))
-        view = widgets.Image(value=png_bytes(thumb), format="png", layout={"width": f"{_THUMB}px"})
-        view.add_class(PIXELATED_CLASS)
-        recipe = read_recipe(picture)
-        button = widgets.Button(description=f"#{index + 1} · seed {recipe['seed']}", tooltip=recipe["prompt"],
-                                layout={"width": f"{_THUMB}px"})
-        button.on_click(lambda _, i=index: self.select(i))
-        self.gallery.children += (widgets.VBox([view, button]),)
-        self.select(index)
+    # -- the gallery ------------------------------------------------------------------------------------------
+    @property
+    def results(self) -> list[Image.Image]:
+        """This session's pictures, each carrying its recipe (the gallery's)."""
+        return self.gallery_view.results
+
+    @property
+    def selected(self) -> int | None:
+        """The index in `results` of the picture selected in the gallery (None before the first)."""
+        return self.gallery_view.selected
 
     def select(self, index: int) -> None:
         """Show picture `index` of `results` with its recipe (what clicking its thumbnail does)."""
-        if not 0 <= index < len(self.results):
-            raise ValueError(f"no picture #{index + 1}: the gallery has {len(self.results)}")
-        self.selected = index
-        picture = self.results[index]
-        recipe = read_recipe(picture)
-        self.image_view.value = png_bytes(picture)
-        self.image_view.layout.width = f"{display_width(picture.size)}px"
-        rows = "".join(f"<tr><td style='padding-right:8px'><code>{html.escape(k)}</code></td>"
-                       f"<td>{html.escape(repr(v))}</td></tr>"
-                       for k, v in recipe.items() if v not in (None, {}, "") and k != "version")
-        self.recipe_view.value = (f"<div style='line-height:1.4'><b>#{index + 1}</b>"
-                                  f"<table style='font-size:90%'>{rows}</table></div>")
-        # the first free name: a file from an earlier session (or another Studio) is never replaced
-        self.save_path.value = str(next_free(Path("imagegen") / f"{recipe['task']}-seed{recipe['seed']}.png"))
-        self.code.layout.display = "none"
-        for item in self.gallery.children:  # VBox(thumbnail, button)
-            item.children[1].button_style = ""
-        self.gallery.children[index].children[1].button_style = "info"
-        self._update_selection_buttons()
-
-    def _update_selection_buttons(self) -> None:
-        for button in (self.save_button, self.code_button, self.use_button, self.to_edit_button,
-                       self.to_inpaint_button, self.to_control_button):
-            button.disabled = self.selected is None
-        self._selection_box.layout.display = None if self.selected is not None else "none"
-
-    def _selected_picture(self) -> Image.Image:
-        if self.selected is None:
-            raise ValueError("no picture selected: click one in the gallery first")
-        return self.results[self.selected]
+        self.gallery_view.select(index)
 
     def save_selected(self, path: str | None = None):
         """Save the selected picture as PNG with its recipe (`ig.save`); returns the path. An existing file is never
         replaced: saving to one is an error shown in the Studio."""
-        from ..recipes import save
-
-        written = save(self._selected_picture(), path or self.save_path.value)
-        self.message.value = f"saved to <code>{html.escape(str(written))}</code>"
-        self.save_path.value = str(next_free(written))
-        return written
+        return self.gallery_view.save_selected(path)
 
     def show_code(self) -> str:
         """Show (and return) the Python that makes the selected picture again."""
-        recipe = Recipe.from_dict(read_recipe(self._selected_picture()))
-        lines = ["import imagegen_nb as ig", ""]
-        if recipe.task in _INPUT_NAMES:
-            names = {"edit": "image", "inpaint": "image, mask", "control": "control_image"}[recipe.task]
-            lines.append(f"# {names}: the input picture{'s' if recipe.task == 'inpaint' else ''} it was made from")
-        lines.append(f"image = {recipe.code()}" if recipe.task == "generate" else f"result = {recipe.code()}")
-        self.code.value = "\n".join(lines)
-        self.code.rows = len(lines) + 1
-        self.code.layout.display = None
-        return self.code.value
+        return self.gallery_view.show_code()
 
     def use_selected(self) -> None:
         """Fill the controls from the selected picture's recipe (and its input pictures, if it has them)."""
-        picture = self._selected_picture()
+        self._use_settings(self.gallery_view.selected_picture())
+
+    def _use_settings(self, picture: Image.Image) -> None:
         recipe = Recipe.from_dict(read_recipe(picture))
         kw = {k: v for k, v in recipe.call_kwargs().items()
               if k in ("model", "negative_prompt", "num_inference_steps", "guidance_scale", "width", "height",
