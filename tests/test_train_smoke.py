@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from imagegen_nb.tiny import components, train
+from imagegen_nb.tiny import components, surgery, train
 
 
 def test_vae_then_unet_then_controlnet_train_and_export(tmp_path):
@@ -26,7 +26,7 @@ def test_vae_then_unet_then_controlnet_train_and_export(tmp_path):
     from diffusers import UNet2DConditionModel
 
     unet = components.build_unet(components.SMOKE)
-    assert train._load_weights(unet, sd / "unet") is False  # the same architecture: copied as it is
+    assert surgery.load_weights(unet, sd / "unet") is False  # the same architecture: copied as it is
     saved = UNet2DConditionModel.from_pretrained(sd / "unet").state_dict()
     assert all(torch.equal(v, saved[k].float()) for k, v in unet.state_dict().items())
     # A ControlNet can start from an exported one (at learning rate 0 it stays exactly that one).
@@ -56,7 +56,7 @@ def test_learning_rate_warms_up_then_falls_along_a_cosine():
 def test_a_model_folder_of_another_architecture_is_refused(tmp_path):
     components.build_unet(components.SMOKE).save_pretrained(tmp_path / "unet")
     with pytest.raises(ValueError, match="does not fit this architecture"):
-        train._load_weights(components.build_unet(), tmp_path / "unet")
+        surgery.load_weights(components.build_unet(), tmp_path / "unet")
 
 
 def test_a_unet_without_text_film_grows_into_one_that_starts_silent(tmp_path):
@@ -65,7 +65,7 @@ def test_a_unet_without_text_film_grows_into_one_that_starts_silent(tmp_path):
     assert film.config.resnet_time_scale_shift == "scale_shift" and film.config.addition_embed_type == "text"
     assert plain.config.resnet_time_scale_shift == "default" and plain.config.addition_embed_type is None
     plain.save_pretrained(tmp_path / "unet")
-    assert train._load_weights(film, tmp_path / "unet") is True  # grown, not copied
+    assert surgery.load_weights(film, tmp_path / "unet") is True  # grown, not copied
     old, new = plain.state_dict(), film.state_dict()
     key = next(k for k in old if k.endswith("time_emb_proj.weight"))
     half = old[key].shape[0]
@@ -77,7 +77,7 @@ def test_a_unet_without_text_film_grows_into_one_that_starts_silent(tmp_path):
     old_cn = components.build_controlnet(plain, plain_arch)
     old_cn.save_pretrained(tmp_path / "controlnet")
     cn = components.build_controlnet(film, components.SMOKE)
-    assert train._load_weights(cn, tmp_path / "controlnet") is True  # a ControlNet grows the same way
+    assert surgery.load_weights(cn, tmp_path / "controlnet") is True  # a ControlNet grows the same way
     assert cn.add_embedding.pool.num_heads == film.add_embedding.pool.num_heads  # and pools the prompt as its UNet
     key = "controlnet_mid_block.weight"
     assert torch.equal(cn.state_dict()[key], old_cn.state_dict()[key])

@@ -16,7 +16,8 @@ from . import world
 
 @dataclass
 class Architecture:
-    """Sizes of the built-in model's parts (the shipped model uses the defaults)."""
+    """Sizes of the built-in U-Net model's parts. The shipped model has these sizes with `text_film=True`
+    (`ARCHITECTURES["film"]`, `train --arch film`); the defaults leave text FiLM out."""
 
     vae_channels: tuple[int, ...] = (16, 32, 64)  # three blocks: 64x64 pixels -> 16x16 latents
     latent_channels: int = 4
@@ -30,8 +31,8 @@ class Architecture:
     unet_channels: tuple[int, ...] = (48, 96, 128)
     unet_layers_per_block: int = 1
     unet_head_dim: int = 32
-    # The prompt, pooled, scales and shifts every ResNet block's features (FiLM, through the timestep embedding;
-    # the shipped model has none: `train --arch film`).
+    # The prompt, pooled, scales and shifts every ResNet block's features (FiLM, through the timestep embedding).
+    # Off by default; the shipped model has it (`train --arch film`, grown from a model without it: tiny.surgery).
     # Cross-attention alone adds the prompt's words to features; "red goes left" needs the prompt to multiply a
     # feature that knows where it is (from the border's zero padding), and from pure noise a UNet without FiLM does
     # not learn that (benchmarks/position_capacity.py).
@@ -123,6 +124,8 @@ def build_controlnet(unet, arch: Architecture = Architecture()):
 
 def build_scheduler(kind: str = "ddpm", *, prediction_type: str = "epsilon", zero_terminal_snr: bool = False):
     """The noise schedule of Stable Diffusion 1.5 (scaled linear betas, 1000 steps), predicting `prediction_type`.
+    The defaults (epsilon on SD 1.5's betas, as tiny.train's TrainConfig has them) are not the shipped model's: it
+    predicts v with `zero_terminal_snr=True` and samples with `kind="dpm"` (DPM-Solver++, trailing spacing).
 
     `zero_terminal_snr=True` rescales the betas so that the last timestep is pure noise (Lin et al. 2024, "Common
     Diffusion Noise Schedules and Sample Steps are Flawed"): SD 1.5's schedule leaves 7% of the picture in x_T,

@@ -1,13 +1,29 @@
-"""Train the built-in model on the shapes world: the VAE, then the text encoder with the UNet, then a ControlNet.
+"""Train the built-in U-Net model on the shapes world: the VAE, then the text encoder with the UNet, then a ControlNet.
 
     python -m imagegen_nb.tiny.train                      # all phases, resuming from runs/tiny if stopped
     python -m imagegen_nb.tiny.train --phase unet --steps 6000
     python -m imagegen_nb.tiny.train --arch smoke --steps 20 --out /tmp/smoke   # a few steps of a tiny version
 
-Every phase is seeded (the data of step k comes from seed k), checkpoints as it goes and resumes from its last
-checkpoint, so a run can be stopped and continued with the same command. Uses CUDA when there is a GPU.
-The diffusion loss is DDPM's (Algorithm 1 of Ho et al. 2020): noise a clean latent x0 to
-x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps and regress eps, weighted by min-SNR-5 (Hang et al. 2023).
+Every phase is seeded (the data and noise of step k come from seeds derived from k), checkpoints as it goes
+(tiny.checkpoint) and resumes from its last checkpoint, so a run can be stopped and continued with the same command.
+Uses CUDA when there is a GPU. The VAE learns to reconstruct pictures, their shapes' pixels weighted up. The
+diffusion loss is DDPM's (Algorithm 1 of Ho et al. 2020): noise a clean latent x0 to
+x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps and regress the noise eps (`prediction_type="epsilon"`,
+the default) or v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x0 (`"v_prediction"`), weighted by min-SNR-5
+(Hang et al. 2023). Growing saved weights into a larger architecture is tiny.surgery's; snapshots and the exported
+pipeline folders are tiny.export's.
+
+The defaults are not the shipped model's settings. They train a UNet without text FiLM (`--arch default`) that
+regresses eps on SD 1.5's schedule, without side or binding labels: where the built-in model's history began. The
+shipped UNet (`imagegen_nb/tiny/weights/sd`) has text FiLM and predicts v on the zero-terminal-SNR schedule. It is
+not one run from these defaults but a chain of runs, each started from the last one's weights (the `history` in
+its model card), and its last run (2,000 UNet steps) differed from the defaults in
+
+    --arch film --set prediction_type=v_prediction --set zero_terminal_snr=true --set lr=2e-4 --set warmup=50
+    --set sides=0.5 --set sides_first=0 --set binding=0.5 --set high_noise=0.25 --set high_noise_from=960
+    --set category_weights=15,10,25,10,15,25 --set data_seed=10000000
+
+docs/builtin-model/index.md ("What the shipped model is") tells the chain and has a command that continues it.
 """
 
 from __future__ import annotations
@@ -17,10 +33,8 @@ import copy
 import dataclasses
 import json
 import logging
-import pickle
 import shutil
 import time
-from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,14 +42,20 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import binding, components, grounding, latent_rgb, sides, world
+from . import binding, components, grounding, sides, world
+from .checkpoint import Checkpoint
+from .export import snapshot, write_pipeline
+from .surgery import load_weights
 
 log = logging.getLogger(__name__)
 
 
+# The configuration: the defaults, what a run folder's config.json holds, and `--set FIELD=VALUE` overrides.
+
 @dataclass
 class TrainConfig:
-    """How each phase trains (the shipped model used these defaults)."""
+    """How each phase trains. Where the shipped U-Net's last run differed from a default, the comment says
+    "shipped:" (its model card has that run's whole config; see the module docstring)."""
 
     seed: int = 0
     vae_steps: int = 1500  # batch 16
@@ -46,31 +66,87 @@ class TrainConfig:
     decoder_l1: float = 0.5  # weight of the L1 term beside MSE in decoder fine-tuning
     vae_kl: float = 1e-8  # per-image KL sum against per-pixel MSE: just enough to keep latents near N(0, 1) scale
     vae_var: float = 0.01  # penalty on the posterior variance: a near-deterministic encoder
-    unet_steps: int = 6000
+    unet_steps: int = 6000  # shipped: its last run, --steps 2000 from the run before
     batch: int = 64
-    lr: float = 6e-4
-    warmup: int = 200
+    lr: float = 6e-4  # shipped: 2e-4, continuing trained weights
+    warmup: int = 200  # shipped: 50
     lr_final: float = 0.1  # the learning rate falls along a cosine to this share of `lr` by the last step
-    category_weights: tuple[float, ...] = world.CATEGORY_WEIGHTS  # how often each GenEval category is drawn
+    category_weights: tuple[float, ...] = world.CATEGORY_WEIGHTS  # how often each GenEval category is drawn;
+    # shipped: 15,10,25,10,15,25 (single object, colours, counting, two objects, position, attribute binding)
     data_seed: int = 0  # added to each step's batch seed: a continued run sees pictures the first run did not
+    # (shipped: 10000000)
     high_noise: float = 0.0  # share of timesteps drawn from high_noise_from up, where layout and binding are decided
+    # (shipped: 0.25)
     high_noise_from: int = 500  # 500: the noisier half; ~960 on a zero-SNR schedule: where x_t shows no layout
+    # (shipped: 960)
     grounding: float = 0.0  # weight of the attention-grounding loss (tiny.grounding): words attend to their objects
     sides: float = 0.0  # weight of the side-label loss (tiny.sides): each word's state says its object's side
+    # (shipped: 0.5)
     sides_first: int = 2000  # with `sides`, text-only steps that teach the text encoder the sides before the UNet;
     # 0 keeps the encoder as loaded (continuing from a model that already learned them) and starts with the UNet
+    # (shipped: 0, its encoder having learned the sides in an earlier run)
     sides_lr: float = 1e-3
     binding: float = 0.0  # weight of the binding-label loss (tiny.binding): a shape word's state says its colour
-    prediction_type: str = "epsilon"  # what the UNet predicts: "epsilon" (the noise) or "v_prediction"
+    # (shipped: 0.5)
+    prediction_type: str = "epsilon"  # what the UNet predicts: "epsilon" (the noise) or "v_prediction" (shipped)
     zero_terminal_snr: bool = False  # the last timestep is pure noise (components.build_scheduler); needs v
+    # (shipped: true)
     empty_caption: float = 0.1  # share of empty captions, so classifier-free guidance has an unconditional model
     min_snr: float = 5.0
     ema_decay: float = 0.999
-    controlnet_steps: int = 1500
+    controlnet_steps: int = 1500  # shipped: --steps 600 from the previous canny ControlNet
     controlnet_lr: float = 5e-4
     controlnet_batch: int = 32  # where shapes go is a simpler lesson than what they are: more, smaller steps
     checkpoint_every: int = 100
 
+
+def _config(saved: dict, overrides: list[str]) -> TrainConfig:
+    """The run's TrainConfig: defaults, then what the run's config.json holds, then `FIELD=VALUE` overrides."""
+    fields = [f.name for f in dataclasses.fields(TrainConfig)]
+    values = _fields(TrainConfig, saved)
+    for item in overrides:
+        name, sep, text = item.partition("=")
+        if not sep or name not in fields:
+            raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(fields)}")
+        default = getattr(TrainConfig, name)
+        if isinstance(default, bool):
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"--set {item!r}: {name} is true or false")
+            values[name] = text.lower() in ("true", "1")
+        elif isinstance(default, tuple):
+            values[name] = tuple(float(v) for v in text.split(","))
+        else:
+            values[name] = type(default)(float(text) if isinstance(default, int) else text)
+    return TrainConfig(**values)
+
+
+def _saved(out: Path, part: str) -> dict:
+    """One part ("arch" or "train") of the run in `out`'s config.json; empty for a new run."""
+    saved = out / "config.json"
+    return json.loads(saved.read_text()).get(part, {}) if saved.exists() else {}
+
+
+def _fields(cls, saved: dict) -> dict:
+    """The entries of `saved` that are fields of the dataclass `cls`, JSON's lists back as tuples."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in names}
+
+
+def _run_config(out: Path, overrides: list[str] = ()) -> TrainConfig:
+    """The TrainConfig of the run in `out` (its config.json, if any), with `FIELD=VALUE` overrides."""
+    return _config(_saved(out, "train"), list(overrides))
+
+
+def _run_arch(out: Path, name: str | None) -> components.Architecture:
+    """The architecture named on the command line, else the one the run in `out` was started with, else the
+    default: a resumed run keeps its shapes without naming them again."""
+    saved = _saved(out, "arch")
+    if name is not None or not saved:
+        return components.ARCHITECTURES[name or "default"]
+    return components.Architecture(**_fields(components.Architecture, saved))
+
+
+# The maths: pictures to latents, captions to token states, the losses, the noise, the learning rate, the EMA.
 
 def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -81,72 +157,27 @@ def _images_to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
-def _plain(value, where: str = "state"):
-    """`value` as only tensors and plain types (dict, list, tuple, str, int, float, bool, None), which
-    `torch.load(weights_only=True)` reads back without running any code: a dataclass becomes a dict, a numpy array
-    a tensor and a numpy scalar a Python number. Anything else is a TypeError naming where it sits."""
-    if isinstance(value, np.generic):  # first: np.float64 is also a float, but pickles as a numpy object
-        return value.item()
-    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
-        return value
-    if isinstance(value, np.ndarray):
-        return torch.from_numpy(value.copy())
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _plain(asdict(value), where)
-    if isinstance(value, dict):  # a state_dict is an OrderedDict whose `_metadata` (module versions) is kept
-        out = OrderedDict() if isinstance(value, OrderedDict) else {}
-        for k, v in value.items():
-            if not isinstance(k, (str, int)):
-                raise TypeError(f"{where} has a key {k!r} of type {type(k).__name__}; use str or int keys")
-            out[k] = _plain(v, f"{where}[{k!r}]")
-        if isinstance(getattr(value, "_metadata", None), dict):
-            out._metadata = value._metadata
-        return out
-    if isinstance(value, (list, tuple)):
-        items = [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
-        return items if isinstance(value, list) else tuple(items)
-    raise TypeError(f"{where} is a {type(value).__name__}, which a checkpoint loaded with weights_only=True cannot "
-                    "hold; store it as tensors or plain types")
+def _load_vae(out: Path):
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL.from_pretrained(out / "vae").to(torch.float32)
 
 
-class Checkpoint:
-    """One file per phase holding every state needed to continue exactly where a run stopped: tensors and plain
-    types only, loaded with `weights_only=True`, so reading a checkpoint never runs code from it."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def load(self) -> dict | None:
-        if not self.path.exists():
-            return None
-        try:
-            return torch.load(self.path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as err:  # what torch raises for anything but tensors and plain types
-            raise ValueError(f"{self.path} could not be read as tensors and plain types (it holds other objects, "
-                             f"whose loading could run code, or it is damaged); delete it to start the phase again "
-                             f"({str(err).splitlines()[0]})") from err
-
-    def save(self, state: dict) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        torch.save(_plain(state), tmp)
-        tmp.replace(self.path)  # atomic: an interrupted save never leaves a broken checkpoint
-
-    def restore(self, parts: dict) -> tuple[int, list[float]]:
-        """Load the state of each named part (models, optimizer, lr schedule); the step and losses so far."""
-        if (state := self.load()) is None:
-            return 0, []
-        for name, part in parts.items():
-            part.load_state_dict(state[name])
-        return state["step"], state["losses"]
-
-    def store(self, parts: dict, step: int, losses: list[float]) -> None:
-        self.save({**{name: part.state_dict() for name, part in parts.items()}, "step": step, "losses": losses})
+def _latents(vae, images: np.ndarray, device) -> torch.Tensor:
+    """Scaled VAE latents (posterior means) of a uint8 picture batch, the x0 the diffusion loss noises."""
+    return vae.encode(_images_to_tensor(images, device)).latent_dist.mean * vae.config.scaling_factor
 
 
-def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    with torch.no_grad():
-        for e, p in zip(ema.parameters(), model.parameters()):
-            e.lerp_(p, 1.0 - decay)
+def _encode_text(tokenizer, text_encoder, captions: list[str], device) -> torch.Tensor:
+    ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids.to(device)
+    return text_encoder(ids)[0]
+
+
+def _drop_captions(captions: list[str], gen: torch.Generator, p: float) -> list[str]:
+    """Replace a share `p` of captions with "", so the model also learns the unconditional prediction."""
+    drop = torch.rand(len(captions), generator=gen) < p
+    return ["" if d else c for c, d in zip(captions, drop.tolist())]
 
 
 def _reconstruction_loss(recon: torch.Tensor, x: torch.Tensor, cfg: TrainConfig, l1: float = 0.0) -> torch.Tensor:
@@ -158,6 +189,58 @@ def _reconstruction_loss(recon: torch.Tensor, x: torch.Tensor, cfg: TrainConfig,
     error = (recon - x) ** 2 + l1 * (recon - x).abs()
     return (weight * error).mean() / weight.mean()
 
+
+def _noised(scheduler, latents: torch.Tensor, gen: torch.Generator, min_snr: float, high_noise: float = 0.0,
+            high_noise_from: int = 500):
+    """x_t, the regression target (the noise eps, or v for a v-prediction schedule), the timesteps, and min-SNR-gamma
+    loss weights for random timesteps; a share `high_noise` of them comes from `high_noise_from` up only (which
+    object goes where is settled there, in the first sampling steps; on a zero-terminal-SNR schedule only the last
+    few dozen timesteps leave x_t with no trace of the layout, and only there must the prompt alone decide it).
+
+    Min-SNR-gamma weights each timestep's error on x0 by min(SNR, gamma). For v the weight is taken on SNR + 1
+    instead, min(SNR + 1, gamma) / (SNR + 1): with a zero-terminal-SNR schedule SNR is 0 at the last timestep,
+    where the model must draw the layout from the prompt alone, and min(SNR, gamma) would not train it there.
+    """
+    n, steps = latents.shape[0], scheduler.config.num_train_timesteps
+    t = torch.randint(0, steps, (n,), generator=gen)
+    if high_noise > 0:  # (no extra draw otherwise: runs without it stay reproducible)
+        late = high_noise_from + t * (steps - high_noise_from) // steps
+        t = torch.where(torch.rand(n, generator=gen) < high_noise, late, t)
+    t = t.to(latents.device)
+    eps = torch.randn(latents.shape, generator=gen).to(latents.device)
+    x_t = scheduler.add_noise(latents, eps, t)
+    alpha_bar = scheduler.alphas_cumprod.to(latents.device)[t]
+    snr = alpha_bar / (1 - alpha_bar)
+    if scheduler.config.prediction_type == "v_prediction":
+        return x_t, scheduler.get_velocity(latents, eps, t), t, torch.clamp(snr + 1, max=min_snr) / (snr + 1)
+    return x_t, eps, t, torch.clamp(snr, max=min_snr) / snr
+
+
+def _scheduler(kind: str, cfg: TrainConfig):
+    return components.build_scheduler(kind, prediction_type=cfg.prediction_type,
+                                      zero_terminal_snr=cfg.zero_terminal_snr)
+
+
+def _lr_lambda(warmup: int, total: int, final: float = 1.0):
+    """Linear warm-up, then a cosine fall to `final` times the peak at step `total` (a short run ends at a low
+    learning rate, which the last steps' quality depends on more than on anything else but their number)."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return final + (1 - final) * 0.5 * (1 + np.cos(np.pi * progress))
+
+    return factor
+
+
+def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), model.parameters()):
+            e.lerp_(p, 1.0 - decay)
+
+
+# The phases: each trains one part from its checkpoint on and writes it as a model folder.
 
 def train_vae(out: Path, arch: components.Architecture, cfg: TrainConfig, steps: int | None = None) -> list[float]:
     device = _device()
@@ -220,43 +303,6 @@ def train_decoder(out: Path, arch: components.Architecture, cfg: TrainConfig, st
     return losses
 
 
-def _add_film(state: dict, own: dict) -> dict:
-    """A UNet's (or ControlNet's) weights without text FiLM (components.Architecture.text_film), fitted to one with
-    it: every ResNet's timestep projection gets a scale half of zeros (its shift half is the old projection), and
-    the new pooled-text embedding starts silent. Not the same function: the timestep now shifts features after
-    their normalisation instead of before it, which a few hundred steps of training make up for."""
-    state = dict(state)
-    for key, value in own.items():
-        if ".time_emb_proj." in key and key in state and state[key].shape[0] * 2 == value.shape[0]:
-            state[key] = torch.cat([torch.zeros_like(state[key]), state[key]])
-        elif key.startswith("add_embedding."):
-            state[key] = torch.zeros_like(value) if key == "add_embedding.norm2.weight" else value
-    return state
-
-
-def _load_weights(model: torch.nn.Module, folder: Path) -> bool:
-    """Copy the weights of a saved model folder (any dtype) into `model`, which must have the same shapes, or be
-    the same model with text FiLM added (see _add_film; then True is returned)."""
-    from safetensors.torch import load_file
-
-    (file,) = folder.glob("*.safetensors")
-    state = {k: v.float() for k, v in load_file(file).items()}
-    own = model.state_dict()
-    grown = "add_embedding.norm2.weight" in own and not any(k.startswith("add_embedding.") for k in state)
-    if grown:
-        state = _add_film(state, own)
-    # T5 saves its tied input embedding once, as `shared`
-    missing = [k for k in own if k not in state and not k.endswith("embed_tokens.weight")]
-    wrong = [k for k in state if k not in own or own[k].shape != state[k].shape]
-    if missing or wrong:
-        raise ValueError(f"{folder} does not fit this architecture: {len(missing)} weights missing "
-                         f"(e.g. {missing[:2]}), {len(wrong)} unexpected or of another shape (e.g. {wrong[:2]}); "
-                         "start from a folder trained with the same components.Architecture (the shipped model's "
-                         "is --arch film)")
-    model.load_state_dict(state, strict=False)
-    return grown
-
-
 def _warn_if_schedule_differs(init_from: Path, cfg: TrainConfig) -> None:
     """Moving a model to another schedule is a choice (the shipped model's history has one); continuing it on
     another by forgetting a `--set` is a mistake that silently undoes its training, so say so."""
@@ -273,78 +319,11 @@ def _warn_if_schedule_differs(init_from: Path, cfg: TrainConfig) -> None:
                     init_from, theirs, ours, sets)
 
 
-def _load_vae(out: Path):
-    from diffusers import AutoencoderKL
-
-    return AutoencoderKL.from_pretrained(out / "vae").to(torch.float32)
-
-
-def _encode_text(tokenizer, text_encoder, captions: list[str], device) -> torch.Tensor:
-    ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                    return_tensors="pt").input_ids.to(device)
-    return text_encoder(ids)[0]
-
-
-def _drop_captions(captions: list[str], gen: torch.Generator, p: float) -> list[str]:
-    """Replace a share `p` of captions with "", so the model also learns the unconditional prediction."""
-    drop = torch.rand(len(captions), generator=gen) < p
-    return ["" if d else c for c, d in zip(captions, drop.tolist())]
-
-
-def _latents(vae, images: np.ndarray, device) -> torch.Tensor:
-    """Scaled VAE latents (posterior means) of a uint8 picture batch, the x0 the diffusion loss noises."""
-    return vae.encode(_images_to_tensor(images, device)).latent_dist.mean * vae.config.scaling_factor
-
-
-def _noised(scheduler, latents: torch.Tensor, gen: torch.Generator, min_snr: float, high_noise: float = 0.0,
-            high_noise_from: int = 500):
-    """x_t, the regression target (the noise eps, or v for a v-prediction schedule), the timesteps, and min-SNR-gamma
-    loss weights for random timesteps; a share `high_noise` of them comes from `high_noise_from` up only (which
-    object goes where is settled there, in the first sampling steps; on a zero-terminal-SNR schedule only the last
-    few dozen timesteps leave x_t with no trace of the layout, and only there must the prompt alone decide it).
-
-    Min-SNR-gamma weights each timestep's error on x0 by min(SNR, gamma). For v the weight is taken on SNR + 1
-    instead, min(SNR + 1, gamma) / (SNR + 1): with a zero-terminal-SNR schedule SNR is 0 at the last timestep,
-    where the model must draw the layout from the prompt alone, and min(SNR, gamma) would not train it there.
-    """
-    n, steps = latents.shape[0], scheduler.config.num_train_timesteps
-    t = torch.randint(0, steps, (n,), generator=gen)
-    if high_noise > 0:  # (no extra draw otherwise: runs without it stay reproducible)
-        late = high_noise_from + t * (steps - high_noise_from) // steps
-        t = torch.where(torch.rand(n, generator=gen) < high_noise, late, t)
-    t = t.to(latents.device)
-    eps = torch.randn(latents.shape, generator=gen).to(latents.device)
-    x_t = scheduler.add_noise(latents, eps, t)
-    alpha_bar = scheduler.alphas_cumprod.to(latents.device)[t]
-    snr = alpha_bar / (1 - alpha_bar)
-    if scheduler.config.prediction_type == "v_prediction":
-        return x_t, scheduler.get_velocity(latents, eps, t), t, torch.clamp(snr + 1, max=min_snr) / (snr + 1)
-    return x_t, eps, t, torch.clamp(snr, max=min_snr) / snr
-
-
-def _scheduler(kind: str, cfg: TrainConfig):
-    return components.build_scheduler(kind, prediction_type=cfg.prediction_type,
-                                      zero_terminal_snr=cfg.zero_terminal_snr)
-
-
-def _lr_lambda(warmup: int, total: int, final: float = 1.0):
-    """Linear warm-up, then a cosine fall to `final` times the peak at step `total` (a short run ends at a low
-    learning rate, which the last steps' quality depends on more than on anything else but their number)."""
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return final + (1 - final) * 0.5 * (1 + np.cos(np.pi * progress))
-
-    return factor
-
-
 def train_unet(out: Path, arch: components.Architecture, cfg: TrainConfig, steps: int | None = None,
                init_from: Path | None = None) -> list[float]:
     """Train the text encoder and UNet together. `init_from`, a model folder of the same architecture (such as the
-    shipped one), gives the starting weights instead of random ones (and its VAE, if `out` has none); a checkpoint
-    in `out` still wins."""
+    shipped one, which is `--arch film`) or of the same one without text FiLM (grown: tiny.surgery), gives the
+    starting weights instead of random ones (and its VAE, if `out` has none); a checkpoint in `out` still wins."""
     device = _device()
     torch.manual_seed(cfg.seed)
     if init_from is not None and not (out / "vae").exists():
@@ -354,7 +333,7 @@ def train_unet(out: Path, arch: components.Architecture, cfg: TrainConfig, steps
     text_encoder = components.build_text_encoder(len(tokenizer), arch).to(device)
     unet = components.build_unet(arch).to(device)
     if init_from is not None:
-        _load_weights(text_encoder, init_from / "text_encoder"); _load_weights(unet, init_from / "unet")
+        load_weights(text_encoder, init_from / "text_encoder"); load_weights(unet, init_from / "unet")
         _warn_if_schedule_differs(init_from, cfg)
     ema_te, ema_unet = copy.deepcopy(text_encoder).requires_grad_(False), copy.deepcopy(unet).requires_grad_(False)
     # word lessons (tiny.sides, tiny.binding): a probe reads a label from each word's state; its loss joins in
@@ -471,21 +450,6 @@ def _record_attention(unet) -> grounding.Store:
     return store
 
 
-def snapshot(out: Path, arch: components.Architecture) -> int:
-    """Write the EMA text encoder and UNet of the last UNet checkpoint as model folders, without training (so a
-    ControlNet or an evaluation can start from a run still in progress). Returns the checkpoint's step."""
-    state = Checkpoint(out / "unet.pt").load()
-    if state is None:
-        raise FileNotFoundError(f"no UNet checkpoint in {out}; train the unet phase first")
-    tokenizer = components.build_tokenizer(out / "tokenizer", arch)
-    text_encoder, unet = components.build_text_encoder(len(tokenizer), arch), components.build_unet(arch)
-    text_encoder.load_state_dict(state["ema_te"])
-    unet.load_state_dict(state["ema_unet"])
-    unet.save_pretrained(out / "unet")
-    text_encoder.save_pretrained(out / "text_encoder")
-    return state["step"]
-
-
 def train_controlnet(out: Path, arch: components.Architecture, cfg: TrainConfig,
                      steps: int | None = None, init_from: Path | None = None) -> list[float]:
     """A ControlNet on canny edge maps of the world, on top of the frozen UNet and text encoder. `init_from`, a
@@ -503,7 +467,7 @@ def train_controlnet(out: Path, arch: components.Architecture, cfg: TrainConfig,
     text_encoder = T5EncoderModel.from_pretrained(out / "text_encoder").to(device).eval().requires_grad_(False)
     unet = UNet2DConditionModel.from_pretrained(out / "unet").to(device).eval().requires_grad_(False)
     controlnet = components.build_controlnet(unet, arch).to(device)
-    if init_from is not None and _load_weights(controlnet, init_from):
+    if init_from is not None and load_weights(controlnet, init_from):
         # a ControlNet from before text FiLM takes the pooled prompt as its UNet learned to, as from_unet does
         controlnet.add_embedding.load_state_dict(unet.add_embedding.state_dict())
     ema = copy.deepcopy(controlnet).requires_grad_(False)
@@ -538,81 +502,10 @@ def train_controlnet(out: Path, arch: components.Architecture, cfg: TrainConfig,
 
 
 def export(out: Path, dest: Path, *, fp16: bool = True, scheduler: str = "dpm") -> Path:
-    """Write the trained parts as a `StableDiffusionPipeline` folder (and `controlnet-canny` beside it), with the
-    noise schedule and prediction type of the run's `config.json`."""
-    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import PreTrainedTokenizerFast, T5EncoderModel
-
-    vae_dir = out / "vae_decoder" if (out / "vae_decoder").exists() else out / "vae"
-    pipe = StableDiffusionPipeline(
-        vae=AutoencoderKL.from_pretrained(vae_dir),
-        text_encoder=T5EncoderModel.from_pretrained(out / "text_encoder"),
-        tokenizer=PreTrainedTokenizerFast.from_pretrained(out / "tokenizer"),
-        unet=UNet2DConditionModel.from_pretrained(out / "unet"),
-        scheduler=_scheduler(scheduler, _run_config(out)),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    if fp16:  # the text encoder stays fp32: T5 keeps some layers in fp32, and it is small
-        for part in (pipe.unet, pipe.vae):
-            part.to(torch.float16)
-    sd = dest / "sd"
-    if sd.exists():
-        shutil.rmtree(sd)
-    pipe.save_pretrained(sd, safe_serialization=True)
-    latent_rgb.write(sd / "vae")  # the live previews' map, so the runtime needs no shapes world
-    if (out / "controlnet").exists():
-        from diffusers import ControlNetModel
-
-        cn = ControlNetModel.from_pretrained(out / "controlnet")
-        if fp16:
-            cn.to(torch.float16)
-        cn.save_pretrained(dest / "controlnet-canny", safe_serialization=True)
-    return sd
-
-
-def _saved(out: Path, part: str) -> dict:
-    """One part ("arch" or "train") of the run in `out`'s config.json; empty for a new run."""
-    saved = out / "config.json"
-    return json.loads(saved.read_text()).get(part, {}) if saved.exists() else {}
-
-
-def _fields(cls, saved: dict) -> dict:
-    """The entries of `saved` that are fields of the dataclass `cls`, JSON's lists back as tuples."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in names}
-
-
-def _run_config(out: Path, overrides: list[str] = ()) -> TrainConfig:
-    """The TrainConfig of the run in `out` (its config.json, if any), with `FIELD=VALUE` overrides."""
-    return _config(_saved(out, "train"), list(overrides))
-
-
-def _run_arch(out: Path, name: str | None) -> components.Architecture:
-    """The architecture named on the command line, else the one the run in `out` was started with, else the
-    default: a resumed run keeps its shapes without naming them again."""
-    saved = _saved(out, "arch")
-    if name is not None or not saved:
-        return components.ARCHITECTURES[name or "default"]
-    return components.Architecture(**_fields(components.Architecture, saved))
-
-
-def _config(saved: dict, overrides: list[str]) -> TrainConfig:
-    """The run's TrainConfig: defaults, then what the run's config.json holds, then `FIELD=VALUE` overrides."""
-    fields = [f.name for f in dataclasses.fields(TrainConfig)]
-    values = _fields(TrainConfig, saved)
-    for item in overrides:
-        name, sep, text = item.partition("=")
-        if not sep or name not in fields:
-            raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(fields)}")
-        default = getattr(TrainConfig, name)
-        if isinstance(default, bool):
-            if text.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(f"--set {item!r}: {name} is true or false")
-            values[name] = text.lower() in ("true", "1")
-        elif isinstance(default, tuple):
-            values[name] = tuple(float(v) for v in text.split(","))
-        else:
-            values[name] = type(default)(float(text) if isinstance(default, int) else text)
-    return TrainConfig(**values)
+    """The export phase: write the run's trained parts as a `StableDiffusionPipeline` folder `dest / "sd"` (and
+    `controlnet-canny` beside it; tiny.export.write_pipeline), sampling with `scheduler` ("dpm" or "ddpm") on the
+    noise schedule and prediction type of the run's `config.json`. Returns the pipeline folder."""
+    return write_pipeline(out, dest, _scheduler(scheduler, _run_config(out)), fp16=fp16)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -622,8 +515,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/tiny"), help="checkpoints and trained parts")
     parser.add_argument("--steps", type=int, default=None, help="override the phase's step count")
     parser.add_argument("--arch", choices=list(components.ARCHITECTURES), default=None,
-                        help="default: the shipped model's; film: with text FiLM (components.Architecture.text_film); "
-                             "smoke: a tiny one for trying the script (a resumed run keeps its own)")
+                        help="default: the shipped model's sizes without text FiLM; film: the shipped model's, with "
+                             "text FiLM (components.Architecture.text_film); smoke: a tiny one for trying the script "
+                             "(a resumed run keeps its own)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (1 leaves a core free on a 2-core box)")
     parser.add_argument("--export-to", type=Path, default=None, help="write the pipeline folders here at the end")
     parser.add_argument("--init-from", type=Path, default=None,
