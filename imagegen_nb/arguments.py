@@ -92,6 +92,21 @@ def unknown_argument(function: str, name: str, valid: Iterable[str]) -> TypeErro
     return TypeError(f"{function}() got an unknown argument {name!r}{hint}")
 
 
+def choice(name: str, value, options: Iterable[str], *, what: str | None = None) -> str:
+    """`value` if it is one of `options`, else a ValueError naming it, the nearest option and all of them.
+
+    >>> choice("kind", "cany", ("canny", "depth"), what="control kind")
+    Traceback (most recent call last):
+    ValueError: unknown control kind 'cany'; did you mean 'canny'? choose one of canny, depth
+    """
+    options = tuple(options)
+    if isinstance(value, str) and value in options:
+        return value
+    close = difflib.get_close_matches(value, options, n=1, cutoff=0.6) if isinstance(value, str) else []
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise ValueError(f"unknown {what or name} {value!r}; {hint}choose one of {', '.join(options)}")
+
+
 def integer(name: str, value, *, low: int | None = None, high: int | None = None,
             limit: str | None = None) -> int:
     """`value` as a Python int, or an error naming `name`. `limit` names the `ig.limits` field behind `high`."""

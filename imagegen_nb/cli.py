@@ -42,16 +42,9 @@ def _sized(p: argparse.ArgumentParser) -> None:
     p.add_argument("--height", type=int, default=None)
 
 
-def _default(task: str, name: str):
-    """The task function's own default for an argument: its signature is the one owner of defaults."""
-    import inspect
-
-    from . import tasks
-
-    return inspect.signature(getattr(tasks, task)).parameters[name].default
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from . import tasks  # the task signatures own the defaults
+
     parser = argparse.ArgumentParser(prog="imagegen-nb", description="Make images with diffusion models.")
     sub = parser.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", help="text to image")
@@ -59,21 +52,21 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("edit", help="image to image")
     e.add_argument("image", type=Path)
     _common(e); _sized(e)
-    e.add_argument("--strength", type=float, default=_default("edit", "strength"))
+    e.add_argument("--strength", type=float, default=tasks.default("edit", "strength"))
     i = sub.add_parser("inpaint", help="repaint where the mask is white")
     i.add_argument("image", type=Path)
     i.add_argument("mask", type=Path)
     _common(i)
-    i.add_argument("--strength", type=float, default=_default("inpaint", "strength"))
+    i.add_argument("--strength", type=float, default=tasks.default("inpaint", "strength"))
     i.add_argument("--mask-blur", dest="mask_blur", type=float, default=None)
     i.add_argument("--resize", action="store_true", help="resize the mask to the image")
     c = sub.add_parser("control", help="ControlNet generation from a control picture")
     c.add_argument("control_image", type=Path)
     _common(c); _sized(c)
-    c.add_argument("--kind", default=_default("control", "kind"))
+    c.add_argument("--kind", default=tasks.default("control", "kind"))
     c.add_argument("--controlnet", default=None)
     c.add_argument("--scale", dest="controlnet_conditioning_scale", type=float,
-                   default=_default("control", "controlnet_conditioning_scale"))
+                   default=tasks.default("control", "controlnet_conditioning_scale"))
     c.add_argument("--no-preprocess", dest="preprocess", action="store_false")
     r = sub.add_parser("regenerate", help="make a saved picture again from its recipe")
     r.add_argument("source", type=Path)

@@ -36,10 +36,10 @@ def preprocess(image, kind: str = "canny") -> Image.Image:
     >>> edges.size, edges.getpixel((0, 0)), edges.getpixel((30, 19))
     ((64, 64), (0, 0, 0), (255, 255, 255))
     """
+    from .arguments import choice
     from .inputs import to_image
 
-    if kind not in KINDS:
-        raise ValueError(f"unknown control kind {kind!r}; choose one of {', '.join(KINDS)}")
+    choice("kind", kind, KINDS, what="control kind")
     image = to_image(image, "control_image")
     if kind == "none":
         return image

@@ -10,6 +10,7 @@ its pipeline from the shared cache, runs it, and returns pictures that carry the
 from __future__ import annotations
 
 import contextvars
+import inspect
 import math
 from contextlib import contextmanager
 from typing import Any
@@ -52,7 +53,6 @@ def _precheck_pipeline_kwargs(task: str, pipeline_kwargs: dict[str, Any]) -> Non
 def _check_pipeline_kwargs(task: str, pipe, pipeline_kwargs: dict[str, Any], managed: set[str]) -> dict[str, Any]:
     """Every extra argument must be one the pipeline's `__call__` names (its `**kwargs` swallow typos silently);
     returns the arguments as the recipe records them."""
-    import inspect
 
     params = inspect.signature(type(pipe).__call__).parameters
     accepted = {n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and n != "self"}
@@ -357,8 +357,6 @@ def _expected_steps(steps: int, strength: float | None) -> int:
 
 
 def _call(pipe, kwargs, seed: int, pictures: int = 1):
-    import inspect
-
     import torch
 
     # SD/SDXL image-to-image take their size from the image and have no width/height (FLUX's and SD3's do).
@@ -504,8 +502,7 @@ def control(control_image, prompt, *, kind="canny", controlnet=None, controlnet_
     from .preprocessors import preprocess as make_map
 
     _precheck_pipeline_kwargs("control", pipeline_kwargs)
-    if not isinstance(kind, str) or kind not in KINDS:
-        raise ValueError(f"unknown control kind {kind!r}; choose one of {', '.join(KINDS)}")
+    arguments.choice("kind", kind, KINDS, what="control kind")
     preprocess = arguments.flag("preprocess", preprocess)
     src = inputs.to_image(control_image, "control_image")
     _, family = registry.resolve(model, allow_pickle=allow_pickle)
@@ -616,3 +613,21 @@ def _warn_if_dtype_differs(r: Recipe, result) -> None:
     if r.dtype and now and r.dtype != now:
         warnings.warn(f"this picture was made at {r.dtype} and made again at {now}, so pixels may differ; pass "
                       f"dtype={r.dtype!r} to match", stacklevel=3)
+
+
+def default(task: str, name: str):
+    """A task function's own default for one of its arguments: the signatures are the one owner of defaults, and
+    the CLI and the Studio ask them.
+
+    >>> from imagegen_nb import tasks
+    >>> tasks.default("edit", "strength"), tasks.default("control", "kind")
+    (0.6, 'canny')
+    """
+    parameter = _SIGNATURES[arguments.choice("task", task, registry.TASKS)].parameters.get(name)
+    if parameter is None or parameter.default is inspect.Parameter.empty:
+        raise TypeError(f"{task}() has no argument {name!r} with a default")
+    return parameter.default
+
+
+# read once, from the functions as defined (a test or a user may wrap the module's names later)
+_SIGNATURES = {task: inspect.signature(globals()[task]) for task in registry.TASKS}

@@ -17,7 +17,7 @@ from typing import Any
 import ipywidgets as widgets
 from PIL import Image
 
-from .. import arguments, registry
+from .. import arguments, preprocessors, registry, tasks
 from ..recipes import INPUTS_KEY, Recipe
 from ..recipes import recipe as read_recipe
 from ..steps import Run, Step
@@ -27,8 +27,7 @@ from .input_picture import InputPicture
 from .run_view import RunView
 
 TASKS = registry.TASKS
-KINDS = ("canny", "depth", "pose", "none")  # ig.preprocess kinds (the preprocessors module needs OpenCV)
-_TASK_STRENGTH = {"edit": 0.6, "inpaint": 1.0}  # the task functions' defaults
+KINDS = preprocessors.KINDS
 _INPUT_NAMES = {"edit": "image", "inpaint": "image", "control": "control_image"}
 
 
@@ -93,10 +92,11 @@ class Studio(widgets.VBox):
         self.num_inference_steps = widgets.IntSlider(description="num_inference_steps", min=1, max=100, **slider)
         self.guidance_scale = widgets.FloatSlider(description="guidance_scale", min=0.0, max=20.0, step=0.5,
                                                   **slider)
-        self.strength = widgets.FloatSlider(description="strength", min=0.05, max=1.0, step=0.05, value=0.6,
-                                            **slider)
-        self.controlnet_conditioning_scale = widgets.FloatSlider(description="controlnet_conditioning_scale",
-                                                                 min=0.0, max=2.0, step=0.05, value=1.0, **slider)
+        self.strength = widgets.FloatSlider(description="strength", min=0.05, max=1.0, step=0.05,
+                                            value=tasks.default("edit", "strength"), **slider)
+        self.controlnet_conditioning_scale = widgets.FloatSlider(
+            description="controlnet_conditioning_scale", min=0.0, max=2.0, step=0.05,
+            value=tasks.default("control", "controlnet_conditioning_scale"), **slider)
         self.width = widgets.IntSlider(description="width", min=8, max=2048, step=8, value=64, **slider)
         self.height = widgets.IntSlider(description="height", min=8, max=2048, step=8, value=64, **slider)
         self.seed = widgets.IntText(description="seed", value=0, layout={"width": "220px"})
@@ -106,7 +106,7 @@ class Studio(widgets.VBox):
                                                style={"button_width": "72px"})
         self.num_images = widgets.BoundedIntText(description="num_images", value=1, min=1, max=16,
                                                  style={"description_width": "initial"}, layout={"width": "160px"})
-        self.kind = widgets.Dropdown(description="kind", options=list(KINDS), value="canny")
+        self.kind = widgets.Dropdown(description="kind", options=list(KINDS), value=tasks.default("control", "kind"))
 
         # the parts: the input picture of edit / inpaint / control, the run in progress, the pictures made
         self.message = widgets.HTML()
@@ -157,8 +157,8 @@ class Studio(widgets.VBox):
         self.kind.observe(lambda _: self._update_control_map(), names="value")
 
     def _on_task(self, change) -> None:
-        if change["new"] in _TASK_STRENGTH:
-            self.strength.value = _TASK_STRENGTH[change["new"]]
+        if change["new"] in ("edit", "inpaint"):
+            self.strength.value = tasks.default(change["new"], "strength")
         if change["new"] == "inpaint" and self.mask_canvas is None and self.input_image is not None:
             self.input_picture.open_mask_canvas()
         self._update_visibility()
@@ -246,9 +246,7 @@ class Studio(widgets.VBox):
                 self.seed_mode.value = "fixed"
         if "kind" in values:
             kind = values.pop("kind")
-            if kind not in KINDS:
-                raise ValueError(f"unknown control kind {kind!r}; choose one of {', '.join(KINDS)}")
-            self.kind.value = kind
+            self.kind.value = arguments.choice("kind", kind, KINDS, what="control kind")
         for name in ("num_inference_steps", "guidance_scale", "strength", "controlnet_conditioning_scale", "width",
                      "height", "num_images"):
             if name in values and values[name] is not None:
@@ -379,8 +377,6 @@ class Studio(widgets.VBox):
         """Call the task function with the run the run view watches; the pictures go to the gallery."""
         started = time.perf_counter()
         try:
-            from .. import tasks  # imports torch and diffusers: here, so the click returns at once
-
             result = getattr(tasks, task)(**kw, run=run, progress=False)
             self._finish(result, time.perf_counter() - started)
         except Exception as err:
