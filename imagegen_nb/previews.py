@@ -59,24 +59,12 @@ _on_device: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # VAE modul
 
 
 def family_of_pipe(pipe) -> str | None:
-    """The registry family of a pipeline: the shared cache's entry that holds it, else a guess from its class."""
-    from . import cache
+    """The registry family of a pipeline: the shared cache's entry that holds it, else the registry's reading of
+    its class and components."""
+    from . import cache, registry
 
     held = cache.shared.family_of(pipe)
-    if held is not None:
-        return held
-    name = type(pipe).__name__
-    for prefix, family in (("StableDiffusionXL", "sdxl"), ("StableDiffusion3", "sd3"), ("Flux", "flux-dev"),
-                           ("ZImage", "zimage-turbo"), ("PixArtSigma", "pixart-sigma"), ("Sana", "sana")):
-        if name.startswith(prefix):
-            return family
-    vae = getattr(pipe, "vae", None)
-    if name.startswith("StableDiffusion") and vae is not None and vae.config.latent_channels == 4:
-        # SD 1.x/2.x VAEs are trained with this scaling factor; a different one means another VAE (the built-in
-        # model's, loaded outside the cache, or a custom one), for which the published table would be wrong.
-        if abs(vae.config.scaling_factor - 0.18215) < 1e-4:
-            return "sd15"
-    return None
+    return held if held is not None else registry.family_of_pipeline(pipe)
 
 
 def linear_map(family: str | None, pipe=None):

@@ -226,17 +226,47 @@ def family_of(model: str | Path) -> Family:
             f"{key!r} is a family name, not a model; pass a Hub id such as {FAMILIES[key].repo_ids[0]!r} "
             "or a local diffusers folder")
     index = _model_index(key)
+    family = _family_of_index(index)
+    if family is None:
+        raise ModelNotFoundError(f"{key!r} is a {index.get('_class_name') or 'model'} pipeline, which imagegen_nb "
+                                 f"does not know; known pipelines: {', '.join(sorted(_BY_CLASS))}")
+    return family
+
+
+# a task pipeline's class is its text-to-image class with one of these in place of "Pipeline" (longest first)
+_TASK_SUFFIXES = ("ControlNetImg2ImgPipeline", "ControlNetInpaintPipeline", "ControlNetPipeline", "Img2ImgPipeline",
+                  "InpaintPipeline", "Pipeline")
+
+
+def _family_of_index(index: dict) -> Family | None:
+    """The family of a `model_index.json` (or the same facts read off a loaded pipeline), or None."""
     cls = index.get("_class_name", "")
-    if cls == "StableDiffusionPipeline" and (index.get("text_encoder") or [None, None])[1] == "T5EncoderModel":
+    base = next((cls.removesuffix(s) + "Pipeline" for s in _TASK_SUFFIXES if cls.endswith(s)), cls)
+    if base == "StableDiffusionPipeline" and (index.get("text_encoder") or [None, None])[1] == "T5EncoderModel":
         return FAMILIES[BUILTIN]  # a model of the built-in kind (e.g. one trained with imagegen_nb.tiny.train)
-    if cls == "ZImagePipeline" and (index.get("tokenizer") or [None, None])[1] in _WORD_TOKENIZERS:
+    if base == "ZImagePipeline" and (index.get("tokenizer") or [None, None])[1] in _WORD_TOKENIZERS:
         return FAMILIES[BUILTIN_DIT]  # the built-in transformer's kind (e.g. one trained with tiny.train_dit)
-    for suffix in ("Img2ImgPipeline", "InpaintPipeline", "Pipeline"):
-        base = cls.removesuffix(suffix) + "Pipeline" if cls.endswith(suffix) else cls
-        if base in _BY_CLASS:
-            return FAMILIES[_BY_CLASS[base]]
-    raise ModelNotFoundError(f"{key!r} is a {cls or 'model'} pipeline, which imagegen_nb does not know; "
-                             f"known pipelines: {', '.join(sorted(_BY_CLASS))}")
+    return FAMILIES[_BY_CLASS[base]] if base in _BY_CLASS else None
+
+
+def family_of_pipeline(pipe) -> str | None:
+    """The family name of a loaded diffusers pipeline, from its class and components (the same facts that
+    `model_index.json` holds), or None for a pipeline imagegen_nb does not know.
+
+    >>> from imagegen_nb import testing
+    >>> import tempfile, diffusers
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     pipe = diffusers.DiffusionPipeline.from_pretrained(testing.make_tiny_model("sdxl", folder))
+    >>> family_of_pipeline(pipe), family_of_pipeline(diffusers.StableDiffusionXLImg2ImgPipeline(**pipe.components))
+    ('sdxl', 'sdxl')
+    """
+    index = {"_class_name": type(pipe).__name__}
+    for part in ("text_encoder", "tokenizer"):
+        component = getattr(pipe, part, None)
+        if component is not None:
+            index[part] = [type(component).__module__.split(".")[0], type(component).__name__]
+    family = _family_of_index(index)
+    return family.name if family is not None else None
 
 
 def _model_index(key: str) -> dict:
