@@ -199,12 +199,12 @@ def train_lora(pictures, captions, out: str | os.PathLike, *, model=None, steps:
             gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
             n_new = config.batch_size if x0_keep is None else max(1, config.batch_size // 2)
             pick = torch.randint(0, len(x0), (n_new,), generator=gen)
-            latents, states = x0[pick], text[pick]
+            x0_batch, states = x0[pick], text[pick]
             if x0_keep is not None:
                 pick_keep = torch.randint(0, len(x0_keep), (config.batch_size - n_new,), generator=gen)
-                latents = torch.cat([latents, x0_keep[pick_keep]])
+                x0_batch = torch.cat([x0_batch, x0_keep[pick_keep]])
                 states = torch.cat([states, text_keep[pick_keep]])
-            loss = _diffusion_loss(unet, scheduler, latents, states, gen, config.min_snr)
+            loss = _diffusion_loss(unet, scheduler, x0_batch, states, gen, config.min_snr)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -243,14 +243,11 @@ def _load(location: str, allow_pickle: bool):
 
 def _encode(pipe, images, texts, device):
     """Scaled VAE latents (posterior means) and text-encoder states of a batch of pictures and captions."""
-    import numpy as np
-    import torch
+    from . import latents
 
-    arr = np.stack([np.asarray(im, dtype=np.float32) for im in images])
-    x = torch.from_numpy(arr).permute(0, 3, 1, 2).to(device) / 127.5 - 1.0
-    latents = pipe.vae.encode(x).latent_dist.mean * pipe.vae.config.scaling_factor
+    x0 = latents.encode(pipe.vae, latents.pixels(images))
     states, _ = pipe.encode_prompt(list(texts), device, 1, False)
-    return latents, states
+    return x0, states
 
 
 def _noise_schedule(model_scheduler):
@@ -264,19 +261,19 @@ def _noise_schedule(model_scheduler):
                                      rescale_betas_zero_snr=cfg.get("rescale_betas_zero_snr", False))
 
 
-def _diffusion_loss(unet, scheduler, latents, states, gen, min_snr: float):
+def _diffusion_loss(unet, scheduler, x0, states, gen, min_snr: float):
     """The model's own loss on one batch: x_t from random timesteps, its prediction against eps or v, weighted by
     min-SNR-gamma (for v on SNR + 1, so the pure-noise timestep of a zero-terminal-SNR schedule still trains)."""
     import torch
 
-    n = latents.shape[0]
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (n,), generator=gen).to(latents.device)
-    eps = torch.randn(latents.shape, generator=gen).to(latents.device)
-    x_t = scheduler.add_noise(latents, eps, t)
-    alpha_bar = scheduler.alphas_cumprod.to(latents.device)[t]
+    n = x0.shape[0]
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (n,), generator=gen).to(x0.device)
+    eps = torch.randn(x0.shape, generator=gen).to(x0.device)
+    x_t = scheduler.add_noise(x0, eps, t)
+    alpha_bar = scheduler.alphas_cumprod.to(x0.device)[t]
     snr = alpha_bar / (1 - alpha_bar)
     if scheduler.config.prediction_type == "v_prediction":
-        target, weight = scheduler.get_velocity(latents, eps, t), torch.clamp(snr + 1, max=min_snr) / (snr + 1)
+        target, weight = scheduler.get_velocity(x0, eps, t), torch.clamp(snr + 1, max=min_snr) / (snr + 1)
     else:
         target, weight = eps, torch.clamp(snr, max=min_snr) / snr
     pred = unet(x_t, t, states).sample

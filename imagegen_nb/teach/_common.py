@@ -59,15 +59,11 @@ def encode(pipe, image: Image.Image):
     autoencoder (Sana's DC-AE) is deterministic and gives its latent directly."""
     import torch
 
-    vae = pipe.vae
-    param = next(vae.parameters())
+    from .. import latents
+
     pixels = pipe.image_processor.preprocess(image)  # [-1, 1], (1, 3, H, W)
     with torch.inference_mode():
-        encoded = vae.encode(pixels.to(param.device, param.dtype))
-        dist = getattr(encoded, "latent_dist", None)
-        z = (dist.mean if dist is not None else encoded.latent).float().cpu()
-    shift = vae.config.get("shift_factor") or 0.0
-    return (z - shift) * vae.config.scaling_factor
+        return latents.encode(pipe.vae, pixels).float().cpu()
 
 
 def decode(pipe, latent) -> Image.Image:

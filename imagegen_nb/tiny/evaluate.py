@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import latents
 from . import checker, world
 from .card import TARGETS, render
 
@@ -85,8 +86,7 @@ def reconstruction_accuracy(model=None, n: int = 300, seed: int = 98) -> float:
     scenes = [world.sample_scene(rng=rng, training=False) for _ in range(n)]
     captions = [world.caption(s, rng=rng) for s in scenes]
     with torch.no_grad():
-        x = processor.preprocess([world.render(s) for s in scenes]).to(vae.device, vae.dtype)
-        recon = vae.decode(vae.encode(x).latent_dist.mean).sample
+        recon = latents.decode(vae, latents.encode(vae, processor.preprocess([world.render(s) for s in scenes])))
     pictures = processor.postprocess(recon.float().cpu(), output_type="pil")
     return sum(checker.grade(p, c) for p, c in zip(pictures, captions)) / n
 

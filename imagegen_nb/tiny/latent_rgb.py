@@ -18,6 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
+from .. import latents
 from . import world
 
 FIT_PICTURES = 32  # shapes-world pictures encoded for the fit (8192 latent pixels at 16x16)
@@ -31,15 +32,12 @@ def fit(vae, n: int = FIT_PICTURES, seed: int = 0):
     sees latents) and averaged down to latent resolution, so every latent pixel is paired with the mean colour (in
     [-1, 1]) of the patch it summarises. Solved as one `torch.linalg.lstsq` on [latent, 1] -> rgb.
     """
-    import numpy as np
     import torch
 
     pictures, _, _ = world.batch(n, seed=seed, training=True, flip=False)
-    param = next(vae.parameters())
-    px = torch.from_numpy(pictures.astype(np.float32) / 127.5 - 1.0).permute(0, 3, 1, 2)  # (n, 3, 64, 64)
+    px = latents.pixels(pictures)  # (n, 3, 64, 64) in [-1, 1]
     with torch.inference_mode():
-        z = vae.encode(px.to(param.device, param.dtype)).latent_dist.mean.float().cpu()
-    z = (z - (vae.config.get("shift_factor") or 0.0)) * vae.config.scaling_factor  # (n, C, h, w)
+        z = latents.encode(vae, px).float().cpu()  # x0 as the diffusion model sees it, (n, C, h, w)
     rgb = torch.nn.functional.adaptive_avg_pool2d(px, z.shape[-2:])  # patch means, (n, 3, h, w)
     X = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
     Y = rgb.permute(0, 2, 3, 1).reshape(-1, 3)

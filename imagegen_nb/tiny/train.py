@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .. import latents
 from . import binding, components, grounding, sides, world
 from .checkpoint import Checkpoint
 from .export import snapshot, write_pipeline
@@ -152,20 +153,10 @@ def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _images_to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 (n, H, W, 3) -> float (n, 3, H, W) in [-1, 1], the range diffusers' VAEs expect."""
-    return torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-
-
 def _load_vae(out: Path):
     from diffusers import AutoencoderKL
 
     return AutoencoderKL.from_pretrained(out / "vae").to(torch.float32)
-
-
-def _latents(vae, images: np.ndarray, device) -> torch.Tensor:
-    """Scaled VAE latents (posterior means) of a uint8 picture batch, the x0 the diffusion loss noises."""
-    return vae.encode(_images_to_tensor(images, device)).latent_dist.mean * vae.config.scaling_factor
 
 
 def _encode_text(tokenizer, text_encoder, captions: list[str], device) -> torch.Tensor:
@@ -190,7 +181,7 @@ def _reconstruction_loss(recon: torch.Tensor, x: torch.Tensor, cfg: TrainConfig,
     return (weight * error).mean() / weight.mean()
 
 
-def _noised(scheduler, latents: torch.Tensor, gen: torch.Generator, min_snr: float, high_noise: float = 0.0,
+def _noised(scheduler, x0: torch.Tensor, gen: torch.Generator, min_snr: float, high_noise: float = 0.0,
             high_noise_from: int = 500):
     """x_t, the regression target (the noise eps, or v for a v-prediction schedule), the timesteps, and min-SNR-gamma
     loss weights for random timesteps; a share `high_noise` of them comes from `high_noise_from` up only (which
@@ -201,18 +192,18 @@ def _noised(scheduler, latents: torch.Tensor, gen: torch.Generator, min_snr: flo
     instead, min(SNR + 1, gamma) / (SNR + 1): with a zero-terminal-SNR schedule SNR is 0 at the last timestep,
     where the model must draw the layout from the prompt alone, and min(SNR, gamma) would not train it there.
     """
-    n, steps = latents.shape[0], scheduler.config.num_train_timesteps
+    n, steps = x0.shape[0], scheduler.config.num_train_timesteps
     t = torch.randint(0, steps, (n,), generator=gen)
     if high_noise > 0:  # (no extra draw otherwise: runs without it stay reproducible)
         late = high_noise_from + t * (steps - high_noise_from) // steps
         t = torch.where(torch.rand(n, generator=gen) < high_noise, late, t)
-    t = t.to(latents.device)
-    eps = torch.randn(latents.shape, generator=gen).to(latents.device)
-    x_t = scheduler.add_noise(latents, eps, t)
-    alpha_bar = scheduler.alphas_cumprod.to(latents.device)[t]
+    t = t.to(x0.device)
+    eps = torch.randn(x0.shape, generator=gen).to(x0.device)
+    x_t = scheduler.add_noise(x0, eps, t)
+    alpha_bar = scheduler.alphas_cumprod.to(x0.device)[t]
     snr = alpha_bar / (1 - alpha_bar)
     if scheduler.config.prediction_type == "v_prediction":
-        return x_t, scheduler.get_velocity(latents, eps, t), t, torch.clamp(snr + 1, max=min_snr) / (snr + 1)
+        return x_t, scheduler.get_velocity(x0, eps, t), t, torch.clamp(snr + 1, max=min_snr) / (snr + 1)
     return x_t, eps, t, torch.clamp(snr, max=min_snr) / snr
 
 
@@ -253,7 +244,7 @@ def train_vae(out: Path, arch: components.Architecture, cfg: TrainConfig, steps:
     total = steps or cfg.vae_steps
     for step in tqdm(range(start, total), initial=start, total=total, desc="vae"):
         images, _, _ = world.batch(cfg.vae_batch, seed=10_000_000 + step, training=False)
-        x = _images_to_tensor(images, device)
+        x = latents.pixels(images).to(device)
         posterior = vae.encode(x).latent_dist
         # Decode the posterior mean (diffusion trains on it) and push the posterior's variance towards zero, so
         # image-to-image, which samples the posterior, gets the same latents; a tiny KL keeps their scale sane.
@@ -267,7 +258,7 @@ def train_vae(out: Path, arch: components.Architecture, cfg: TrainConfig, steps:
     # Scale latents to unit variance, as Stable Diffusion's 0.18215 does for its VAE.
     with torch.no_grad():
         images, _, _ = world.batch(256, seed=1, training=False)
-        z = vae.encode(_images_to_tensor(images, device)).latent_dist.mean
+        z = vae.encode(latents.pixels(images).to(device)).latent_dist.mean
         vae.register_to_config(scaling_factor=float(1.0 / z.std()))
     vae.save_pretrained(out / "vae")
     return losses
@@ -290,7 +281,7 @@ def train_decoder(out: Path, arch: components.Architecture, cfg: TrainConfig, st
     start, losses = ckpt.restore(parts)
     for step in tqdm(range(start, total), initial=start, total=total, desc="decoder"):
         images, _, _ = world.batch(cfg.vae_batch, seed=30_000_000 + step, training=False)
-        x = _images_to_tensor(images, device)
+        x = latents.pixels(images).to(device)
         with torch.no_grad():
             z = vae.encode(x).latent_dist.mean
         recon = vae.decode(z).sample
@@ -367,8 +358,8 @@ def train_unet(out: Path, arch: components.Architecture, cfg: TrainConfig, steps
                                                weights=cfg.category_weights)
         captions = _drop_captions(captions, gen, cfg.empty_caption)
         with torch.no_grad():
-            latents = _latents(vae, images, device)
-        x_t, target, t, weight = _noised(scheduler, latents, gen, cfg.min_snr, cfg.high_noise, cfg.high_noise_from)
+            x0 = latents.encode(vae, latents.pixels(images))
+        x_t, target, t, weight = _noised(scheduler, x0, gen, cfg.min_snr, cfg.high_noise, cfg.high_noise_from)
         text = _encode_text(tokenizer, text_encoder, captions, device)
         pred = unet(x_t, t, text).sample
         loss = (weight * (pred - target).pow(2).mean(dim=(1, 2, 3))).mean()
@@ -485,9 +476,9 @@ def train_controlnet(out: Path, arch: components.Architecture, cfg: TrainConfig,
         edges = np.stack([np.asarray(canny(im)) for im in images])
         cond = torch.from_numpy(edges).to(device).permute(0, 3, 1, 2).float() / 255.0
         with torch.no_grad():
-            latents = _latents(vae, images, device)
+            x0 = latents.encode(vae, latents.pixels(images))
             text = _encode_text(tokenizer, text_encoder, captions, device)
-        x_t, target, t, weight = _noised(scheduler, latents, gen, cfg.min_snr)
+        x_t, target, t, weight = _noised(scheduler, x0, gen, cfg.min_snr)
         down, mid = controlnet(x_t, t, text, controlnet_cond=cond, return_dict=False)
         pred = unet(x_t, t, text, down_block_additional_residuals=down, mid_block_additional_residual=mid).sample
         loss = (weight * (pred - target).pow(2).mean(dim=(1, 2, 3))).mean()

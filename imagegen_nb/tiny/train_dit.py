@@ -36,8 +36,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .. import latents
 from . import binding, dit, sides, world
-from .train import _drop_captions, _ema_update, _latents, _lr_lambda
+from .train import _drop_captions, _ema_update, _lr_lambda
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ class Trainer:
                                                weights=cfg.category_weights)
         captions = _drop_captions(captions, gen, cfg.empty_caption)
         with torch.no_grad():
-            x0 = _latents(self.vae, images, self.device)  # scaled latents; shift_factor is 0
+            x0 = latents.encode(self.vae, latents.pixels(images))
         x_t, target, sigma = flow_pair(x0, gen, cfg)
         cap_feats = dit.encode_prompts(self.tokenizer, self.text_encoder, captions)
         pred = dit.predict(self.transformer, x_t, sigma, cap_feats)
@@ -164,7 +165,7 @@ class Trainer:
         EMA model (or the trained one, `ema=False`): a steadier measure of progress than the training losses."""
         gen = torch.Generator().manual_seed(seed)
         images, captions, _ = world.batch(batch, seed=seed, training=True, weights=self.cfg.category_weights)
-        x0 = _latents(self.vae, images, self.device)
+        x0 = latents.encode(self.vae, latents.pixels(images))
         x_t, target, sigma = flow_pair(x0, gen, self.cfg)
         text_encoder, transformer = ((self.ema_text_encoder, self.ema_transformer) if ema
                                      else (self.text_encoder, self.transformer))
