@@ -173,7 +173,7 @@ def verify(records: list[dict[str, Any]]) -> dict[str, float]:
 
 def _load(entry, lora: Lora) -> None:
     """Load one LoRA into a cached model's pipeline, once: its adapter stays until the model is evicted."""
-    from .cache import _param_bytes, _quiet_diffusers
+    from .cache import param_bytes, quiet_diffusers
 
     base = entry.base
     if lora.adapter in entry.loras:
@@ -182,9 +182,9 @@ def _load(entry, lora: Lora) -> None:
     if not hasattr(base, "load_lora_weights"):
         raise ValueError(f"lora {lora.path!r}: {what} is a {type(base).__name__}, which diffusers cannot load LoRAs "
                          "into; use a model of another family, or no lora")
-    before = _param_bytes(*_modules(base))
+    before = param_bytes(*_modules(base))
     try:
-        with _quiet_diffusers(), _silent():
+        with quiet_diffusers(), _silent():
             base.load_lora_weights(str(lora.file.parent), weight_name=lora.file.name, adapter_name=lora.adapter,
                                    use_safetensors=lora.file.suffix == SAFE_SUFFIX)
         loaded = any(lora.adapter in names for names in base.get_list_adapters().values())
@@ -199,7 +199,7 @@ def _load(entry, lora: Lora) -> None:
         raise ValueError(f"lora {lora.path!r} does not fit {what}: it was made for another architecture "
                          f"({reason[:300]})") from None
     entry.loras[lora.adapter] = lora.file
-    entry.nbytes += max(0, _param_bytes(*_modules(base)) - before)
+    entry.nbytes += max(0, param_bytes(*_modules(base)) - before)
 
 
 @contextmanager

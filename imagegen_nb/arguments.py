@@ -46,7 +46,7 @@ class Limits:
 limits = Limits()
 
 
-def _limit_hint(attr: str, value) -> str:
+def limit_hint(attr: str, value) -> str:
     return f"the limit is {getattr(limits, attr)} (ig.limits.{attr}); to go past it on purpose: " \
            f"ig.limits.{attr} = {value}"
 
@@ -118,7 +118,7 @@ def integer(name: str, value, *, low: int | None = None, high: int | None = None
         raise ValueError(f"{name} must be at least {low}, not {value}")
     if high is not None and value > high:
         if limit:
-            raise ValueError(f"{name}={value} is too large: {_limit_hint(limit, value)}")
+            raise ValueError(f"{name}={value} is too large: {limit_hint(limit, value)}")
         raise ValueError(f"{name} must be at most {high}, not {value}")
     return value
 
@@ -148,7 +148,7 @@ def text(name: str, value, *, optional: bool = False) -> str | None:
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a string{' or None' if optional else ''}, not {type(value).__name__}")
     if len(value) > limits.max_prompt_chars:
-        raise ValueError(f"{name} is {len(value)} characters long: {_limit_hint('max_prompt_chars', len(value))}")
+        raise ValueError(f"{name} is {len(value)} characters long: {limit_hint('max_prompt_chars', len(value))}")
     return value
 
 

@@ -80,7 +80,7 @@ def _check_task(task) -> str:
     return task
 
 
-def _param_bytes(*modules) -> int:
+def param_bytes(*modules) -> int:
     seen, total = set(), 0
     for m in modules:
         for p in m.parameters() if hasattr(m, "parameters") else []:
@@ -97,7 +97,7 @@ def _pipe_modules(pipe) -> list:
 
 
 @contextmanager
-def _quiet_diffusers():
+def quiet_diffusers():
     """Loading logs warnings meant for pipeline authors (e.g. that a T5 encoder is not CLIP); keep notebooks clean."""
     from diffusers.utils import logging as dlog
     from transformers.utils import logging as tlog
@@ -158,7 +158,7 @@ class PipelineCache:
         with self.lock:
             self._entries.clear()
             self._controlnets.clear()
-            _free_memory()
+            free_memory()
 
     def evict(self, model: str | None) -> bool:
         """Unload one model (None: the built-in one) and the ControlNets no other loaded model uses; True if it
@@ -167,7 +167,7 @@ class PipelineCache:
         with self.lock:
             found = self._drop(name)
             if found:
-                _free_memory()
+                free_memory()
             return found
 
     def _drop(self, name: str) -> bool:
@@ -253,7 +253,7 @@ class PipelineCache:
                     self._entries.move_to_end(name)
                     return entry
                 self._drop(name)  # another precision: reload rather than keep two copies
-                _free_memory()
+                free_memory()
             entry = self._load(name, dtype=wanted, allow_pickle=allow_pickle)
             entry.per_call = wanted is not None and wanted != devices.current().dtype
             self._entries[name] = entry
@@ -289,7 +289,7 @@ class PipelineCache:
         if not allow_pickle:
             kwargs["use_safetensors"] = True
         try:
-            with _quiet_diffusers():
+            with quiet_diffusers():
                 from diffusers import DiffusionPipeline
 
                 if Path(location).is_file():
@@ -309,7 +309,7 @@ class PipelineCache:
     def _new_entry(self, name: str, location: str, family: registry.Family, pipe, placement: devices.Placement,
                    *, added: bool = False) -> Entry:
         """Make room for a pipeline, place it by the memory policy and wrap it as an entry (not yet kept)."""
-        nbytes = _param_bytes(*_pipe_modules(pipe))
+        nbytes = param_bytes(*_pipe_modules(pipe))
         self._make_room(nbytes, placement)
         offloaded = _place(pipe, placement, nbytes)
         pipe.set_progress_bar_config(disable=True)
@@ -327,13 +327,13 @@ class PipelineCache:
             name = next(iter(self._entries))
             self._drop(name)
             log.info("evicted %s to make room", name)
-            _free_memory()
+            free_memory()
 
     def _derive(self, entry: Entry, task: str, controlnet: str | None):
         """A task pipeline sharing the base's modules. The Auto form keeps their dtype; a class-specific
         `from_pipe` would default to float32 and cast the shared fp16 weights in place (diffusers#12754)."""
         base = entry.base
-        with _quiet_diffusers():
+        with quiet_diffusers():
             # imported here: importing them makes transformers log about optional image processors
             from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image
 
@@ -361,7 +361,7 @@ class PipelineCache:
         location = registry.resolve_controlnet(controlnet)
         cls = getattr(__import__("diffusers"), entry.family.controlnet_class)
         try:
-            with _quiet_diffusers():
+            with quiet_diffusers():
                 cn = cls.from_pretrained(location, dtype=entry.placement.torch_dtype, use_safetensors=True)
         except (OSError, ValueError) as err:
             if Path(location).exists():
@@ -369,21 +369,21 @@ class PipelineCache:
             raise ModelNotFoundError(registry.no_download_message(controlnet, err)) from None
         if not entry.offloaded:
             cn.to(entry.placement.device)
-        entry.nbytes += _param_bytes(cn)
+        entry.nbytes += param_bytes(cn)
         self._controlnets[key] = cn
         return cn
 
 
 def _largest_part_bytes(pipe) -> int:
     """The parameter bytes of the pipeline's largest component: what model CPU offload holds on the GPU at once."""
-    return max((_param_bytes(m) for m in _pipe_modules(pipe)), default=0) if hasattr(pipe, "components") else 0
+    return max((param_bytes(m) for m in _pipe_modules(pipe)), default=0) if hasattr(pipe, "components") else 0
 
 
 def _place(pipe, placement: devices.Placement, nbytes: int) -> bool:
     return devices.place(pipe, placement, nbytes, _largest_part_bytes(pipe))
 
 
-def _free_memory() -> None:
+def free_memory() -> None:
     import gc
 
     gc.collect()

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from . import arguments, registry, tasks
-from .display import _png_b64
+from .display import png_base64
 
 __all__ = ["Comparison", "compare"]
 
@@ -72,7 +72,7 @@ class Comparison:
         return f"Comparison({axes}; {self.cells.size} pictures)"
 
     def _repr_html_(self) -> str:
-        return "<div>" + "".join(f'<img src="data:image/png;base64,{_png_b64(im)}" style="margin:2px"/>'
+        return "<div>" + "".join(f'<img src="data:image/png;base64,{png_base64(im)}" style="margin:2px"/>'
                                  for im in self.images) + "</div>"
 
     def _repr_png_(self) -> bytes:

@@ -12,7 +12,7 @@ from PIL import Image
 PIXELATED_WIDTH = 256  # CSS pixels a built-in-model picture is shown at
 
 
-def _png_b64(image: Image.Image) -> str:
+def png_base64(image: Image.Image) -> str:
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     return base64.b64encode(buf.getvalue()).decode("ascii")
@@ -20,7 +20,7 @@ def _png_b64(image: Image.Image) -> str:
 
 def _html_img(image: Image.Image, width: int | None, title: str = "") -> str:
     style = f"width:{width}px;image-rendering:pixelated;" if width else ""
-    return (f'<img src="data:image/png;base64,{_png_b64(image)}" style="{style}margin:2px" '
+    return (f'<img src="data:image/png;base64,{png_base64(image)}" style="{style}margin:2px" '
             f'title="{title}" alt="{title}"/>')
 
 

@@ -232,9 +232,9 @@ def train_lora(pictures, captions, out: str | os.PathLike, *, model=None, steps:
 def _load(location: str, allow_pickle: bool):
     import torch
 
-    from .cache import _quiet_diffusers
+    from .cache import quiet_diffusers
 
-    with _quiet_diffusers():
+    with quiet_diffusers():
         from diffusers import StableDiffusionPipeline
 
         return StableDiffusionPipeline.from_pretrained(location, dtype=torch.float32,
@@ -293,9 +293,9 @@ def _set_lora_state(unet, state: dict) -> None:
 
 
 def _save_lora(pipe, out: Path) -> None:
-    from .cache import _quiet_diffusers
+    from .cache import quiet_diffusers
 
-    with _quiet_diffusers():
+    with quiet_diffusers():
         from diffusers import StableDiffusionPipeline
         from diffusers.utils import convert_state_dict_to_diffusers
 

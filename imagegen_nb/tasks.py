@@ -248,7 +248,7 @@ def _make_pictures(task: str, prompt, *, model, seed, num_images, num_inference_
     prompts, as_list = _prompts(prompt, num_images)
     if len(prompts) > arguments.limits.max_images:
         raise ValueError(f"{len(prompt)} prompts x num_images={num_images} is {len(prompts)} pictures: "
-                         f"{arguments._limit_hint('max_images', len(prompts))}")
+                         f"{arguments.limit_hint('max_images', len(prompts))}")
     seeds = _seeds(seed, len(prompts))
     batch_size = _check_batch_size(batch_size)
     progress = arguments.flag("progress", progress, optional=True)
@@ -373,7 +373,7 @@ def _call(pipe, kwargs, seed: int, pictures: int = 1):
             torch.manual_seed(seed)
             return pipe(**kwargs)
     except torch.cuda.OutOfMemoryError:
-        _cache._free_memory()
+        _cache.free_memory()
         what = f"{pictures} {size} images at once" if pictures > 1 else f"a {size} image"
         raise OutOfMemoryError(
             f"the GPU ran out of memory making {what}. Try a smaller size, fewer images, a smaller batch_size, "

@@ -130,7 +130,7 @@ def test_auto_memory_policy_places_by_the_decision(monkeypatch, free, expected):
     monkeypatch.setattr(devices, "free_gpu_bytes", lambda device: free)
     pipe = _FakePipe(10, 5, 20)
     assert cache._largest_part_bytes(pipe) == 40
-    offloaded = cache._place(pipe, devices.Placement("cuda", "float16", "auto"), cache._param_bytes(
+    offloaded = cache._place(pipe, devices.Placement("cuda", "float16", "auto"), cache.param_bytes(
         *pipe.components.values()))
     assert pipe.calls == [(expected, "cuda")] and offloaded == (expected != "to")
 

@@ -16,7 +16,7 @@ from imagegen_nb.tiny import components, train
 def test_a_checkpoint_round_trips_models_optimizer_schedule_and_config(tmp_path):
     model = torch.nn.Linear(3, 2)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, train._lr_lambda(2, 10))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, train.lr_lambda(2, 10))
     model(torch.ones(1, 3)).sum().backward()
     opt.step()
     sched.step()
@@ -34,7 +34,7 @@ def test_a_checkpoint_round_trips_models_optimizer_schedule_and_config(tmp_path)
     assert isinstance(state["model"], OrderedDict) and hasattr(state["model"], "_metadata")
     again = torch.nn.Linear(3, 2)
     again_opt = torch.optim.AdamW(again.parameters(), lr=1e-3)
-    again_sched = torch.optim.lr_scheduler.LambdaLR(again_opt, train._lr_lambda(2, 10))
+    again_sched = torch.optim.lr_scheduler.LambdaLR(again_opt, train.lr_lambda(2, 10))
     assert train.Checkpoint(tmp_path / "part.pt").restore({"model": again, "opt": again_opt,
                                                            "sched": again_sched}) == (1, [0.5])
     assert torch.equal(again.weight, model.weight)

@@ -46,7 +46,7 @@ def test_vae_then_unet_then_controlnet_train_and_export(tmp_path):
 
 
 def test_learning_rate_warms_up_then_falls_along_a_cosine():
-    factor = train._lr_lambda(warmup=10, total=110, final=0.1)
+    factor = train.lr_lambda(warmup=10, total=110, final=0.1)
     assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)
     assert factor(60) == pytest.approx(0.55)  # half way down the cosine: (1 + 0.1) / 2
     assert factor(109) == pytest.approx(0.1, abs=1e-3) and factor(500) == pytest.approx(0.1)

@@ -111,7 +111,7 @@ def _text_keys(prompt: str, pipe, model, kwargs) -> tuple[list[str], list[int], 
     for e, offset in parts:
         pieces += e.pieces
         positions += [offset + s for s in e.slots]
-        for index, word, where in tokens._word_spans(e):
+        for index, word, where in tokens.word_spans(e):
             merged.setdefault(index, (word, []))[1].extend(offset + e.slots[i] for i in where)
     return pieces, positions, [merged[k] for k in sorted(merged)]
 

@@ -229,10 +229,10 @@ def words(e: Encoded) -> list[tuple[str, list[int]]]:
     >>> tokens.words(tokens.encode("a red circle"))
     [('a', [0]), ('red', [1]), ('circle', [2])]
     """
-    return [(word, positions) for _, word, positions in _word_spans(e)]
+    return [(word, positions) for _, word, positions in word_spans(e)]
 
 
-def _word_spans(e: Encoded) -> list[tuple[int, str, list[int]]]:
+def word_spans(e: Encoded) -> list[tuple[int, str, list[int]]]:
     """(index of the word in the prompt, word, piece positions) for each word some piece spells."""
     spans = [(m.group(), e.prompt_start + m.start(), e.prompt_start + m.end()) for m in re.finditer(r"\S+", e.prompt)]
     if e.offsets is None:  # no character offsets: each non-special piece is its own word

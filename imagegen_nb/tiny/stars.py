@@ -32,8 +32,8 @@ WORD = "star"
 
 def _star_scene(rng: random.Random, color: str | None = None) -> world.Scene:
     color = color or rng.choice(list(world.COLORS))
-    r = world._radius(rng, "large")
-    ((x, y),) = world._place(rng, [r])
+    r = world.random_radius(rng, "large")
+    ((x, y),) = world.place_apart(rng, [r])
     return world.Scene(rng.choice(list(world.BACKGROUNDS)), (world.Shape(WORD, color, x, y, r),), "colors")
 
 
@@ -46,9 +46,9 @@ def examples(n: int = 24, seed: int = 0):
     for i in range(n):
         scene = _star_scene(rng, colors[i % len(colors)])
         s = scene.shapes[0]
-        text = f"{world._article(s.color)} {s.color} {WORD}" if rng.random() < 0.8 else f"a {WORD}"
+        text = f"{world.article(s.color)} {s.color} {WORD}" if rng.random() < 0.8 else f"a {WORD}"
         if rng.random() < 0.25:
-            text += f" on {world._article(scene.background)} {scene.background} background"
+            text += f" on {world.article(scene.background)} {scene.background} background"
         pictures.append(world.render(scene))
         captions.append(text)
     return pictures, captions
@@ -64,7 +64,7 @@ def everyday(n: int = 64, seed: int = 1):
 
 def star_prompts() -> list[str]:
     """The measured prompts with the new word: one per colour."""
-    return [f"{world._article(c)} {c} {WORD}" for c in world.COLORS]
+    return [f"{world.article(c)} {c} {WORD}" for c in world.COLORS]
 
 
 def other_prompts(n: int = 48, seed: int = 12345) -> list[str]:

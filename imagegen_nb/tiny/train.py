@@ -165,7 +165,7 @@ def _encode_text(tokenizer, text_encoder, captions: list[str], device) -> torch.
     return text_encoder(ids)[0]
 
 
-def _drop_captions(captions: list[str], gen: torch.Generator, p: float) -> list[str]:
+def drop_captions(captions: list[str], gen: torch.Generator, p: float) -> list[str]:
     """Replace a share `p` of captions with "", so the model also learns the unconditional prediction."""
     drop = torch.rand(len(captions), generator=gen) < p
     return ["" if d else c for c, d in zip(captions, drop.tolist())]
@@ -212,7 +212,7 @@ def _scheduler(kind: str, cfg: TrainConfig):
                                       zero_terminal_snr=cfg.zero_terminal_snr)
 
 
-def _lr_lambda(warmup: int, total: int, final: float = 1.0):
+def lr_lambda(warmup: int, total: int, final: float = 1.0):
     """Linear warm-up, then a cosine fall to `final` times the peak at step `total` (a short run ends at a low
     learning rate, which the last steps' quality depends on more than on anything else but their number)."""
 
@@ -225,7 +225,7 @@ def _lr_lambda(warmup: int, total: int, final: float = 1.0):
     return factor
 
 
-def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     with torch.no_grad():
         for e, p in zip(ema.parameters(), model.parameters()):
             e.lerp_(p, 1.0 - decay)
@@ -276,7 +276,7 @@ def train_decoder(out: Path, arch: components.Architecture, cfg: TrainConfig, st
         p.requires_grad_(True)
     opt = torch.optim.AdamW(trainable, lr=cfg.vae_lr / 2)
     total = steps or cfg.decoder_steps
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup, total, cfg.lr_final))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup, total, cfg.lr_final))
     ckpt, parts = Checkpoint(out / "decoder.pt"), {"model": vae, "opt": opt, "sched": sched}
     start, losses = ckpt.restore(parts)
     for step in tqdm(range(start, total), initial=start, total=total, desc="decoder"):
@@ -335,7 +335,7 @@ def train_unet(out: Path, arch: components.Architecture, cfg: TrainConfig, steps
               *(p for probe in probes.values() for p in probe.parameters())]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
     total = steps or cfg.unet_steps
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup, total, cfg.lr_final))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup, total, cfg.lr_final))
     scheduler = _scheduler("ddpm", cfg)
     ckpt = Checkpoint(out / "unet.pt")
     parts = {"unet": unet, "te": text_encoder, "ema_unet": ema_unet, "ema_te": ema_te, "opt": opt, "sched": sched,
@@ -356,7 +356,7 @@ def train_unet(out: Path, arch: components.Architecture, cfg: TrainConfig, steps
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         images, captions, scenes = world.batch(cfg.batch, seed=cfg.data_seed + step, training=True,
                                                weights=cfg.category_weights)
-        captions = _drop_captions(captions, gen, cfg.empty_caption)
+        captions = drop_captions(captions, gen, cfg.empty_caption)
         with torch.no_grad():
             x0 = latents.encode(vae, latents.pixels(images))
         x_t, target, t, weight = _noised(scheduler, x0, gen, cfg.min_snr, cfg.high_noise, cfg.high_noise_from)
@@ -378,7 +378,7 @@ def train_unet(out: Path, arch: components.Architecture, cfg: TrainConfig, steps
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step(); sched.step()
         decay = min(cfg.ema_decay, (1 + step) / (10 + step))
-        _ema_update(ema_unet, unet, decay); _ema_update(ema_te, text_encoder, decay)
+        ema_update(ema_unet, unet, decay); ema_update(ema_te, text_encoder, decay)
         losses.append(loss.item())
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}",
                         **({"grounding": f"{np.mean(grounded[-50:]):.3f}"} if grounded else {}),
@@ -412,7 +412,7 @@ def _teach_sides(tokenizer, text_encoder, reader, cfg: TrainConfig, device, like
     for step in bar:
         _, captions, scenes = world.batch(cfg.batch, seed=40_000_000 + step, training=True,
                                           weights=cfg.category_weights)
-        captions = _drop_captions(captions, gen, cfg.empty_caption)
+        captions = drop_captions(captions, gen, cfg.empty_caption)
         labels = torch.from_numpy(sides.targets(scenes, captions, tokenizer.model_max_length)).to(device)
         states = _encode_text(tokenizer, text_encoder, captions, device)
         loss = sides.loss(reader, states, labels)
@@ -464,7 +464,7 @@ def train_controlnet(out: Path, arch: components.Architecture, cfg: TrainConfig,
     ema = copy.deepcopy(controlnet).requires_grad_(False)
     opt = torch.optim.AdamW(controlnet.parameters(), lr=cfg.controlnet_lr)
     total = steps or cfg.controlnet_steps
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup, total, cfg.lr_final))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup, total, cfg.lr_final))
     scheduler = _scheduler("ddpm", cfg)
     ckpt, parts = Checkpoint(out / "controlnet.pt"), {"model": controlnet, "ema": ema, "opt": opt, "sched": sched}
     start, losses = ckpt.restore(parts)
@@ -472,7 +472,7 @@ def train_controlnet(out: Path, arch: components.Architecture, cfg: TrainConfig,
     for step in bar:
         gen = torch.Generator().manual_seed(cfg.seed * 7_000_003 + step)
         images, captions, _ = world.batch(cfg.controlnet_batch, seed=20_000_000 + step, training=True)
-        captions = _drop_captions(captions, gen, cfg.empty_caption)
+        captions = drop_captions(captions, gen, cfg.empty_caption)
         edges = np.stack([np.asarray(canny(im)) for im in images])
         cond = torch.from_numpy(edges).to(device).permute(0, 3, 1, 2).float() / 255.0
         with torch.no_grad():
@@ -483,7 +483,7 @@ def train_controlnet(out: Path, arch: components.Architecture, cfg: TrainConfig,
         pred = unet(x_t, t, text, down_block_additional_residuals=down, mid_block_additional_residual=mid).sample
         loss = (weight * (pred - target).pow(2).mean(dim=(1, 2, 3))).mean()
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
-        _ema_update(ema, controlnet, min(cfg.ema_decay, (1 + step) / (10 + step)))
+        ema_update(ema, controlnet, min(cfg.ema_decay, (1 + step) / (10 + step)))
         losses.append(loss.item())
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == total:

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from .. import latents
 from . import binding, dit, sides, world
-from .train import _drop_captions, _ema_update, _lr_lambda
+from .train import drop_captions, ema_update, lr_lambda
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class Trainer:
         self.words = _RefinedWords(self.transformer) if self.lessons else None
         self.params = [p for m in (self.transformer, self.text_encoder, self.probes) for p in m.parameters()]
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.lr_factor = _lr_lambda(cfg.warmup, cfg.steps, cfg.lr_final)
+        self.lr_factor = lr_lambda(cfg.warmup, cfg.steps, cfg.lr_final)
         self.step_count = 0
         self.losses: list[float] = []
         self.taught: dict[str, list[float]] = {name: [] for name in self.lessons}
@@ -132,7 +132,7 @@ class Trainer:
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + k)
         images, captions, scenes = world.batch(cfg.batch, seed=cfg.data_seed + k, training=True,
                                                weights=cfg.category_weights)
-        captions = _drop_captions(captions, gen, cfg.empty_caption)
+        captions = drop_captions(captions, gen, cfg.empty_caption)
         with torch.no_grad():
             x0 = latents.encode(self.vae, latents.pixels(images))
         x_t, target, sigma = flow_pair(x0, gen, cfg)
@@ -153,8 +153,8 @@ class Trainer:
         torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
         self.opt.step()
         decay = min(cfg.ema_decay, (1 + k) / (10 + k))
-        _ema_update(self.ema_transformer, self.transformer, decay)
-        _ema_update(self.ema_text_encoder, self.text_encoder, decay)
+        ema_update(self.ema_transformer, self.transformer, decay)
+        ema_update(self.ema_text_encoder, self.text_encoder, decay)
         self.step_count += 1
         self.losses.append(flow_loss.item())
         return self.losses[-1]

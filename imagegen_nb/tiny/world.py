@@ -100,7 +100,7 @@ def allowed(color: str, shape: str, *, training: bool) -> bool:
     return not (training and (color, shape) in HELD_OUT)
 
 
-def _place(rng: random.Random, radii: list[float]) -> list[tuple[float, float]]:
+def place_apart(rng: random.Random, radii: list[float]) -> list[tuple[float, float]]:
     """Centres for shapes of the given radii, inside the frame and apart from each other."""
     for _ in range(100):  # greedy placement can paint itself into a corner: start over
         out: list[tuple[float, float]] = []
@@ -124,7 +124,7 @@ def _color_shape(rng: random.Random, training: bool) -> tuple[str, str]:
             return c, s
 
 
-def _radius(rng: random.Random, size: str | None = None) -> float:
+def random_radius(rng: random.Random, size: str | None = None) -> float:
     size = size or rng.choice(list(SIZES))
     return SIZES[size] + rng.uniform(-1.0, 1.0)
 
@@ -133,7 +133,7 @@ def _relation_scene(rng: random.Random, background: str, relation: str, training
     (c1, s1), (c2, s2) = _color_shape(rng, training), _color_shape(rng, training)
     while (c2, s2) == (c1, s1):
         c2, s2 = _color_shape(rng, training)
-    r1, r2 = _radius(rng), _radius(rng)
+    r1, r2 = random_radius(rng), random_radius(rng)
     # Place along the relation's axis first: the first shape clearly on the named side, then across it.
     lo, hi = (r1, r2) if relation in ("left of", "above") else (r2, r1)
     gap = rng.uniform(lo + hi + 4, SIZE - 4 - lo - hi)
@@ -165,21 +165,21 @@ def sample_scene(seed: int | None = None, *, category: str | None = None, traini
     background = rng.choice(list(BACKGROUNDS))
     if category in ("single_object", "colors"):
         c, s = _color_shape(rng, training)
-        r = _radius(rng)
-        ((x, y),) = _place(rng, [r])
+        r = random_radius(rng)
+        ((x, y),) = place_apart(rng, [r])
         return Scene(background, (Shape(s, c, x, y, r),), category)
     if category == "counting":
         n = rng.choice(list(NUMBERS))
         c, s = _color_shape(rng, training)
-        radii = [_radius(rng, "small") for _ in range(n)] if n > 2 else [_radius(rng) for _ in range(n)]
-        pts = _place(rng, radii)
+        radii = [random_radius(rng, "small") for _ in range(n)] if n > 2 else [random_radius(rng) for _ in range(n)]
+        pts = place_apart(rng, radii)
         return Scene(background, tuple(Shape(s, c, x, y, r) for (x, y), r in zip(pts, radii)), category)
     if category in ("two_object", "color_attr"):
         (c1, s1), (c2, s2) = _color_shape(rng, training), _color_shape(rng, training)
         while s2 == s1 or (category == "color_attr" and c2 == c1):
             c2, s2 = _color_shape(rng, training)
-        radii = [_radius(rng), _radius(rng)]
-        pts = _place(rng, radii)
+        radii = [random_radius(rng), random_radius(rng)]
+        pts = place_apart(rng, radii)
         shapes = (Shape(s1, c1, *pts[0], radii[0]), Shape(s2, c2, *pts[1], radii[1]))
         return Scene(background, shapes, category)
     if category == "position":
@@ -187,13 +187,13 @@ def sample_scene(seed: int | None = None, *, category: str | None = None, traini
     raise ValueError(f"unknown category {category!r}; choose one of {', '.join(CATEGORIES)}")
 
 
-def _article(word: str) -> str:
+def article(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
 
 
 def _noun(s: Shape, *, color: bool, size: bool) -> str:
     words = ([s.size] if size else []) + ([s.color] if color else []) + [s.shape]
-    return f"{_article(words[0])} {' '.join(words)}"
+    return f"{article(words[0])} {' '.join(words)}"
 
 
 def caption(scene: Scene, seed: int | None = None, *, rng: random.Random | None = None, full: bool = False) -> str:
@@ -224,7 +224,7 @@ def caption(scene: Scene, seed: int | None = None, *, rng: random.Random | None 
     else:
         raise ValueError(f"unknown category {cat!r}")
     if maybe(0.25):
-        text += f" on {_article(scene.background)} {scene.background} background"
+        text += f" on {article(scene.background)} {scene.background} background"
     return text
 
 
