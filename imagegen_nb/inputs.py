@@ -134,6 +134,20 @@ def to_mask(mask, size: tuple[int, int] | None = None, *, resize: bool = False) 
     return pil
 
 
+def default_mask_blur(size: tuple[int, int]) -> float:
+    """`ig.inpaint`'s soft edge when none is asked for: 1/128 of the picture's smaller side, rounded (0 pixels at
+    64x64, 4 at 512x512)."""
+    return float(max(0, round(min(size) / 128)))
+
+
+def mask_blur_of(mask) -> float | None:
+    """The soft edge a mask's carrier asks for (`ig.MaskCanvas`'s `mask_blur` slider), or None for a plain mask."""
+    blur = getattr(mask, "mask_blur", None)
+    if isinstance(mask, (Image.Image, np.ndarray)) or blur is None:
+        return None
+    return float(getattr(blur, "value", blur))
+
+
 def feather(mask: Image.Image, radius: float) -> Image.Image:
     """The mask with a soft edge of `radius` pixels (Gaussian blur); pixels far outside stay exactly 0."""
     return mask.filter(ImageFilter.GaussianBlur(radius)) if radius > 0 else mask

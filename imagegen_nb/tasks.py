@@ -445,8 +445,9 @@ def inpaint(image, mask, prompt, *, strength=1.0, mask_blur=None, resize=False, 
 
     `mask` may be a PIL image of any mode, a numpy array (bool, 0-1 float or 0-255), or anything with a `.mask`
     attribute such as `ig.MaskCanvas`. A mask of another size is an error unless `resize=True`. The result is
-    pasted onto the original through the mask feathered by `mask_blur` pixels (default: 1/128 of the smaller
-    side), because the model's VAE round trip would otherwise change pixels outside the mask too.
+    pasted onto the original through the mask blurred by `mask_blur` pixels (default: a mask canvas's own
+    `mask_blur` slider, else 1/128 of the smaller side), because the model's VAE round trip would otherwise change
+    pixels outside the mask too.
 
     >>> import imagegen_nb as ig, numpy as np
     >>> base = ig.generate("a red circle on a white background", seed=2)
@@ -468,7 +469,9 @@ def inpaint(image, mask, prompt, *, strength=1.0, mask_blur=None, resize=False, 
         raise ValueError(f"image is {init.width}x{init.height}, but {family.name} models need sides that are "
                          f"multiples of {family.size_factor}; crop or resize it to {size[0]}x{size[1]}")
     _check_size(init.width, init.height, family)
-    blur = max(0.0, round(min(init.size) / 128)) if mask_blur is None else arguments.number(
+    if mask_blur is None:  # a mask canvas hands on its own soft edge
+        mask_blur = inputs.mask_blur_of(mask)
+    blur = inputs.default_mask_blur(init.size) if mask_blur is None else arguments.number(
         "mask_blur", mask_blur, low=0, high=min(init.size), hint=" (pixels of soft edge around the mask)")
     soft = inputs.feather(m, blur)
     return _make_pictures("inpaint", prompt, model=model, seed=seed, num_images=num_images, batch_size=batch_size,

@@ -29,11 +29,11 @@ from typing import Any
 
 from PIL import Image
 
+from . import arguments, registry
 from .steps import Run
 
 __all__ = ["Trace", "trace"]
 
-_TASKS = ("generate", "edit", "inpaint", "control")
 _KINDS = ("x0", "latent", "noise", "noise_cond", "noise_uncond", "model_output", "model_output_cond",
           "model_output_uncond")
 
@@ -211,12 +211,12 @@ class _Recorder:
         return to_x0_and_noise(self.kind, self.prediction_type, level, outputs, latents)[1].to(torch.float16)
 
 
-def trace(prompt, *, task: str = "generate", image=None, mask_image=None, control_image=None, run: Run | None = None,
+def trace(prompt, *, task: str = "generate", image=None, mask=None, control_image=None, run: Run | None = None,
           **kwargs) -> Trace:
     """Make one picture like `ig.generate` (or `ig.edit`, `ig.inpaint`, `ig.control` by `task=`) and keep every step.
 
     Takes the task function's arguments: `task="edit"` needs `image=`, `"inpaint"` needs `image=` and
-    `mask_image=`, `"control"` needs `control_image=`. Pass `run=ig.Run(...)` to listen (or stop) as well; the
+    `mask=`, `"control"` needs `control_image=`. Pass `run=ig.Run(...)` to listen (or stop) as well; the
     trace is added to its listeners. FLUX's packed latents (1 x tokens x 64) are stored unpacked, (16, H/8, W/8).
 
     >>> import imagegen_nb as ig
@@ -228,14 +228,11 @@ def trace(prompt, *, task: str = "generate", image=None, mask_image=None, contro
 
     from . import tasks
 
-    if task not in _TASKS:
-        raise ValueError(f"task must be one of {', '.join(_TASKS)}, not {task!r}")
+    arguments.choice("task", task, registry.TASKS)
     if kwargs.get("num_images", 1) != 1 or not isinstance(prompt, str):
         raise ValueError("a trace follows one picture: give one prompt (a string) and num_images=1, not "
                          f"prompt={prompt!r}, num_images={kwargs.get('num_images', 1)!r}")
-    if mask_image is None and task == "inpaint":
-        mask_image = kwargs.pop("mask", None)
-    needs = {"edit": {"image": image}, "inpaint": {"image": image, "mask_image": mask_image},
+    needs = {"edit": {"image": image}, "inpaint": {"image": image, "mask": mask},
              "control": {"control_image": control_image}}.get(task, {})
     missing = [name for name, value in needs.items() if value is None]
     if missing:
@@ -253,7 +250,7 @@ def trace(prompt, *, task: str = "generate", image=None, mask_image=None, contro
         elif task == "edit":
             result = tasks.edit(image, prompt, run=run, **kwargs)
         elif task == "inpaint":
-            result = tasks.inpaint(image, mask_image, prompt, run=run, **kwargs)
+            result = tasks.inpaint(image, mask, prompt, run=run, **kwargs)
         else:
             result = tasks.control(control_image, prompt, run=run, **kwargs)
     finally:

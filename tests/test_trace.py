@@ -130,7 +130,7 @@ def test_other_tasks_and_a_users_run(pixels):
     assert len(tr) == 3 and float(tr.timesteps[0]) < 999  # the edit starts halfway down the schedule
     mask = np.zeros((64, 64), bool)
     mask[:, 32:] = True
-    tr = ig.trace("a blue circle", task="inpaint", image=base, mask_image=mask, num_inference_steps=2, seed=0,
+    tr = ig.trace("a blue circle", task="inpaint", image=base, mask=mask, num_inference_steps=2, seed=0,
                   progress=False)
     assert len(tr) == 2 and (pixels(tr.image)[:, :28] == pixels(base)[:, :28]).all()
     seen = []
@@ -143,9 +143,9 @@ def test_other_tasks_and_a_users_run(pixels):
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="image="):
         ig.trace("a red circle", task="edit")
-    with pytest.raises(ValueError, match="mask_image="):
+    with pytest.raises(ValueError, match="mask="):
         ig.trace("a red circle", task="inpaint", image=np.zeros((64, 64, 3), np.uint8))
-    with pytest.raises(ValueError, match="task must be one of"):
+    with pytest.raises(ValueError, match="unknown task 'upscale'; choose one of generate"):
         ig.trace("a red circle", task="upscale")
     with pytest.raises(ValueError, match="one picture"):
         ig.trace("a red circle", num_images=2)

@@ -408,15 +408,23 @@ def test_large_pictures_are_shown_scaled_with_a_full_resolution_mask():
     assert white(canvas)[600:, :].all() and not white(canvas)[200:600, :].any()
 
 
-def test_feather_softens_the_mask_edge_only():
-    canvas = ig.MaskCanvas(Image.new("RGB", (64, 64), "white"))
+def test_mask_blur_is_handed_to_inpaint_and_the_mask_stays_hard():
+    base = ig.generate("a red circle on a white background", seed=2)
+    canvas = ig.MaskCanvas(base)
+    assert canvas.mask_blur.value == 0  # inpaint's own default at 64x64
     canvas.tool.value = "rectangle"
     canvas.mouse_down(96, 96); canvas.mouse_up(288, 288)
     hard = canvas.mask_array
-    canvas.feather.value = 2.0
-    soft = np.asarray(canvas.mask)
-    assert soft[32, 32] == 255 and soft[0, 0] == 0 and 0 < soft[32, 15] < 255
-    assert (canvas.mask_array == hard).all()
+    canvas.mask_blur.value = 2.0
+    assert set(np.unique(np.asarray(canvas.mask))) == {0, 255} and (canvas.mask_array == hard).all()
+    out = ig.inpaint(base, canvas, "a blue square", seed=0, num_inference_steps=2)
+    assert ig.recipe(out)["mask_blur"] == 2.0
+    same = ig.inpaint(base, canvas.mask, "a blue square", seed=0, num_inference_steps=2, mask_blur=2.0)
+    assert np.array_equal(np.asarray(out), np.asarray(same))
+    sharp = ig.inpaint(base, canvas, "a blue square", seed=0, num_inference_steps=2, mask_blur=0)
+    assert ig.recipe(sharp)["mask_blur"] == 0  # an explicit mask_blur wins over the canvas's
+    with pytest.raises(ValueError, match="mask_blur must be 0 or more"):
+        ig.MaskCanvas(base, mask_blur=-1)
 
 
 def test_mask_can_be_set_and_is_checked():

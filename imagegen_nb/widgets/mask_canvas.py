@@ -9,7 +9,7 @@ import math
 import ipywidgets as widgets
 import numpy as np
 from ipycanvas import MultiCanvas, hold_canvas
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from .. import inputs
 from ._common import PIXELATED_CLASS, PIXELATED_CSS
@@ -21,7 +21,7 @@ MASK_ALPHA = 140  # its opacity (0-255), so the picture shows through
 
 
 class MaskCanvas(widgets.VBox):
-    """A mask painter over `image`: brush, eraser and rectangle tools, brush size, undo, clear, invert, feather.
+    """A mask painter over `image`: brush, eraser and rectangle tools, brush size, undo, clear, invert, mask blur.
 
     `canvas.mask` is a mode "L" PIL image of the picture's size, 255 where the picture is to be repainted
     (diffusers' convention), so `ig.inpaint(image, canvas, prompt)` takes the canvas itself as the mask.
@@ -31,7 +31,10 @@ class MaskCanvas(widgets.VBox):
         image: the picture (a PIL image, a numpy array or a path, as `ig.inpaint` takes it).
         brush_size: brush diameter in the picture's pixels (default: 1/8 of the shorter side).
         mask: a mask to start from (any form `ig.inpaint` takes); default empty.
-        feather: blur radius in pixels applied to `canvas.mask` (soft edges); the painted area stays hard.
+        mask_blur: the soft edge, in pixels, that `ig.inpaint` pastes its result through (its `mask_blur`; default
+            `ig.inpaint`'s own for the picture's size). `canvas.mask` stays the hard painted mask; the overlay
+            shows the blurred one, and `ig.inpaint(image, canvas, prompt)` and the Studio hand the slider's value
+            to `ig.inpaint`.
         max_display: pictures with a longer side above this many pixels are shown scaled down to it; the mask
             keeps the picture's full resolution.
         min_display: smaller pictures (the built-in model's 64x64) are shown enlarged by a whole factor to about
@@ -53,7 +56,7 @@ class MaskCanvas(widgets.VBox):
     ((64, 64), 255, 0)
     """
 
-    def __init__(self, image, brush_size: int | None = None, *, mask=None, feather: float = 0.0,
+    def __init__(self, image, brush_size: int | None = None, *, mask=None, mask_blur: float | None = None,
                  max_display: int = 512, min_display: int = 384):
         self.image = inputs.to_image(image)
         w, h = self.image.size
@@ -69,8 +72,10 @@ class MaskCanvas(widgets.VBox):
             brush_size = max(1, min(w, h) // 8)
         if brush_size < 1:
             raise ValueError(f"brush_size must be at least 1 (pixels of the picture), not {brush_size!r}")
-        if feather < 0:
-            raise ValueError(f"feather must be 0 or more (pixels), not {feather!r}")
+        if mask_blur is None:
+            mask_blur = inputs.default_mask_blur(self.image.size)
+        elif not isinstance(mask_blur, (int, float)) or mask_blur < 0:
+            raise ValueError(f"mask_blur must be 0 or more (pixels), not {mask_blur!r}")
 
         self._mask = np.zeros((h, w), dtype=bool)
         if mask is not None:
@@ -87,8 +92,9 @@ class MaskCanvas(widgets.VBox):
                                               "drag to paint a rectangle"])
         self.brush_size = widgets.IntSlider(value=int(brush_size), min=1, max=max(int(brush_size), side // 2, 2),
                                             description="brush size", continuous_update=False)
-        self.feather = widgets.FloatSlider(value=float(feather), min=0.0, max=max(float(feather), side / 8, 1.0),
-                                           step=0.5, description="feather", continuous_update=False)
+        self.mask_blur = widgets.FloatSlider(value=float(mask_blur), min=0.0,
+                                             max=max(float(mask_blur), side / 8, 1.0), step=0.5,
+                                             description="mask_blur", continuous_update=False)
         self.undo_button = widgets.Button(description="Undo", icon="undo", layout={"width": "80px"})
         self.clear_button = widgets.Button(description="Clear", layout={"width": "80px"})
         self.invert_button = widgets.Button(description="Invert", layout={"width": "80px"})
@@ -96,7 +102,7 @@ class MaskCanvas(widgets.VBox):
         self.undo_button.on_click(lambda _: self.undo())
         self.clear_button.on_click(lambda _: self.clear())
         self.invert_button.on_click(lambda _: self.invert())
-        self.feather.observe(lambda _: self._draw_mask(), names="value")
+        self.mask_blur.observe(lambda _: self._draw_mask(), names="value")
 
         # -- canvas: picture, mask overlay, and a top layer for the cursor that also receives the events -----
         dw, dh = self.display_size
@@ -109,7 +115,7 @@ class MaskCanvas(widgets.VBox):
         self.canvas.on_client_ready(self.redraw)
 
         super().__init__([widgets.HTML(PIXELATED_CSS), self.tool,
-                          widgets.HBox([self.brush_size, self.feather]),
+                          widgets.HBox([self.brush_size, self.mask_blur]),
                           widgets.HBox([self.undo_button, self.clear_button, self.invert_button, self.info]),
                           # the border on a box around the canvas: on the canvas it would shift mouse coordinates
                           widgets.Box([self.canvas], layout={"border": "1px solid #bbb", "width": "fit-content"})])
@@ -118,10 +124,9 @@ class MaskCanvas(widgets.VBox):
     # -- the mask -------------------------------------------------------------------------------------------
     @property
     def mask(self) -> Image.Image:
-        """The mask as a mode "L" image of the picture's size: 255 = repaint, 0 = keep (feathered if set)."""
-        mask = Image.fromarray(self._mask.astype(np.uint8) * 255, mode="L")
-        radius = float(self.feather.value)
-        return mask.filter(ImageFilter.GaussianBlur(radius)) if radius > 0 else mask
+        """The painted mask as a mode "L" image of the picture's size: 255 = repaint, 0 = keep. Hard-edged:
+        `ig.inpaint` softens it by `mask_blur` when it pastes its result back."""
+        return Image.fromarray(self._mask.astype(np.uint8) * 255, mode="L")
 
     @mask.setter
     def mask(self, value) -> None:
@@ -131,7 +136,7 @@ class MaskCanvas(widgets.VBox):
 
     @property
     def mask_array(self) -> np.ndarray:
-        """The painted mask as a bool array (H, W), before feathering (a copy)."""
+        """The painted mask as a bool array (H, W) (a copy)."""
         return self._mask.copy()
 
     def clear(self) -> None:
@@ -189,7 +194,7 @@ class MaskCanvas(widgets.VBox):
         if self._last is not None:
             self._paint_segment(self._last, p, self.tool.value == "brush")
             self._last = None
-            if self.feather.value > 0:
+            if self.mask_blur.value > 0:
                 self._draw_mask()
         elif self._rect_start is not None:
             start, self._rect_start = self._rect_start, None
@@ -256,8 +261,9 @@ class MaskCanvas(widgets.VBox):
         # each canvas pixel shows the picture pixel its centre falls in
         ix = np.minimum(((np.arange(dl, dr) + 0.5) * w / dw).astype(int), w - 1)
         iy = np.minimum(((np.arange(dt, db) + 0.5) * h / dh).astype(int), h - 1)
-        if box is None and self.feather.value > 0:
-            alpha = np.asarray(self.mask, dtype=np.float32)[np.ix_(iy, ix)] / 255 * MASK_ALPHA
+        if box is None and self.mask_blur.value > 0:  # the soft edge inpaint will paste through
+            soft = inputs.feather(self.mask, float(self.mask_blur.value))
+            alpha = np.asarray(soft, dtype=np.float32)[np.ix_(iy, ix)] / 255 * MASK_ALPHA
         else:
             alpha = self._mask[np.ix_(iy, ix)] * float(MASK_ALPHA)
         layer = self.canvas[1]

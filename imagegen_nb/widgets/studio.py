@@ -207,6 +207,8 @@ class Studio(widgets.VBox):
             kw[_INPUT_NAMES[task]] = self.input_image
         if task == "inpaint":
             kw["mask"] = None if self.mask_canvas is None else self.mask_canvas.mask
+            if self.mask_canvas is not None:
+                kw["mask_blur"] = self.mask_canvas.mask_blur.value
         model = self.model.value.strip()
         kw.update(prompt=self.prompt.value, negative_prompt=self.negative_prompt.value or None,
                   model=None if model in ("", registry.BUILTIN) else model,
@@ -225,7 +227,7 @@ class Studio(widgets.VBox):
         values = dict(values)
         known = {"prompt", "negative_prompt", "model", "num_inference_steps", "guidance_scale", "strength", "width",
                  "height", "seed", "num_images", "kind", "controlnet_conditioning_scale", "image", "mask",
-                 "control_image"}
+                 "mask_blur", "control_image"}
         for name in sorted(set(values) - known):
             raise arguments.unknown_argument("Studio", name, known)
         if "model" in values:  # first: a known model resets steps, guidance and size to its family's defaults
@@ -259,6 +261,13 @@ class Studio(widgets.VBox):
                 raise ValueError("a mask needs the inpaint task and its picture: set studio.task = 'inpaint' and "
                                  "pass image= with the mask")
             self.mask_canvas.mask = values.pop("mask")
+        if values.get("mask_blur") is not None:
+            if self.mask_canvas is None:
+                raise ValueError("mask_blur belongs to a mask: set studio.task = 'inpaint' and pass image= first")
+            blur = arguments.number("mask_blur", values.pop("mask_blur"), low=0)
+            slider = self.mask_canvas.mask_blur
+            slider.max = max(slider.max, blur)
+            slider.value = blur
 
     def _set_number(self, name: str, value) -> None:
         widget = getattr(self, name)
@@ -446,3 +455,5 @@ class Studio(widgets.VBox):
             self.set_input(inputs_kept[_INPUT_NAMES[recipe.task]])
             if recipe.task == "inpaint" and "mask" in inputs_kept:
                 self.mask_canvas.mask = inputs_kept["mask"]
+                if recipe.call_kwargs().get("mask_blur") is not None:
+                    self.kwargs = {"mask_blur": recipe.call_kwargs()["mask_blur"]}
