@@ -23,10 +23,10 @@ def full_size_pipeline(kind: str):
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from imagegen_nb import testing
+    from imagegen_nb import full_size, testing
 
     torch.manual_seed(0)
-    unet = testing.make_full_size_unet(kind)
+    unet = full_size.denoiser(kind)
 
     def encoder(width, projection=False):
         tok = testing.clip_tokenizer()

@@ -59,11 +59,11 @@ def preview_vs_step(repeats: int) -> float:
     import torch
     from diffusers import DPMSolverMultistepScheduler
 
-    from imagegen_nb import testing
+    from imagegen_nb import full_size
     from imagegen_nb.previews import preview_image
     from imagegen_nb.steps import Step
 
-    unet = testing.make_full_size_unet("sd15")
+    unet = full_size.denoiser("sd15")
     scheduler = DPMSolverMultistepScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
     scheduler.set_timesteps(20)
     t = scheduler.timesteps[10]

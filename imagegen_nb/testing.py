@@ -1,4 +1,5 @@
-"""Tiny random-weight diffusers pipelines saved as model folders for tests, and full-size UNets for benchmarks."""
+"""Tiny random-weight diffusers pipelines saved as model folders for tests. (The published full-size architectures,
+for benchmarks and the architecture lesson, live in `imagegen_nb.full_size`.)"""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ __all__ = [
     "SAMPLE_SIZE",
     "TASKS",
     "clip_tokenizer",
-    "make_full_size_unet",
     "make_tiny_controlnet",
     "make_tiny_model",
     "t5_tokenizer",
@@ -488,87 +488,3 @@ def make_tiny_controlnet(family: str, folder: str | os.PathLike, *, seed: int = 
     _wake_zero_init(controlnet, seed)
     _save(controlnet.eval(), folder)
     return folder
-
-
-# The UNet configs of stable-diffusion-v1-5 and stable-diffusion-xl-base-1.0 (their unet/config.json).
-_FULL_SIZE_UNETS: dict[str, dict[str, object]] = {
-    "sd15": {
-        "act_fn": "silu",
-        "attention_head_dim": 8,
-        "block_out_channels": [320, 640, 1280, 1280],
-        "center_input_sample": False,
-        "cross_attention_dim": 768,
-        "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
-        "downsample_padding": 1,
-        "flip_sin_to_cos": True,
-        "freq_shift": 0,
-        "in_channels": 4,
-        "layers_per_block": 2,
-        "mid_block_scale_factor": 1,
-        "norm_eps": 1e-05,
-        "norm_num_groups": 32,
-        "out_channels": 4,
-        "sample_size": 64,
-        "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
-    },
-    "sdxl": {
-        "act_fn": "silu",
-        "addition_embed_type": "text_time",
-        "addition_embed_type_num_heads": 64,
-        "addition_time_embed_dim": 256,
-        "attention_head_dim": [5, 10, 20],
-        "block_out_channels": [320, 640, 1280],
-        "center_input_sample": False,
-        "class_embed_type": None,
-        "class_embeddings_concat": False,
-        "conv_in_kernel": 3,
-        "conv_out_kernel": 3,
-        "cross_attention_dim": 2048,
-        "cross_attention_norm": None,
-        "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
-        "downsample_padding": 1,
-        "dual_cross_attention": False,
-        "encoder_hid_dim": None,
-        "encoder_hid_dim_type": None,
-        "flip_sin_to_cos": True,
-        "freq_shift": 0,
-        "in_channels": 4,
-        "layers_per_block": 2,
-        "mid_block_only_cross_attention": None,
-        "mid_block_scale_factor": 1,
-        "mid_block_type": "UNetMidBlock2DCrossAttn",
-        "norm_eps": 1e-05,
-        "norm_num_groups": 32,
-        "num_attention_heads": None,
-        "num_class_embeds": None,
-        "only_cross_attention": False,
-        "out_channels": 4,
-        "projection_class_embeddings_input_dim": 2816,
-        "resnet_out_scale_factor": 1.0,
-        "resnet_skip_time_act": False,
-        "resnet_time_scale_shift": "default",
-        "sample_size": 128,
-        "time_cond_proj_dim": None,
-        "time_embedding_act_fn": None,
-        "time_embedding_dim": None,
-        "time_embedding_type": "positional",
-        "timestep_post_act": None,
-        "transformer_layers_per_block": [1, 2, 10],
-        "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
-        "upcast_attention": None,
-        "use_linear_projection": True,
-    },
-}
-
-
-def make_full_size_unet(kind: str = "sd15"):
-    """A UNet2DConditionModel with the real SD 1.5 ("sd15") or SDXL ("sdxl") architecture and random weights.
-
-    For benchmarks only; nothing is saved. The fp32 weights take about 3.4 GB (SD 1.5, 860 M parameters) or
-    10.3 GB (SDXL, 2.57 G parameters) of memory.
-    """
-    from diffusers import UNet2DConditionModel
-
-    if kind not in _FULL_SIZE_UNETS:
-        raise ValueError(f"`kind` must be one of {', '.join(_FULL_SIZE_UNETS)}, but is {kind!r}.")
-    return UNet2DConditionModel.from_config(dict(_FULL_SIZE_UNETS[kind])).eval()

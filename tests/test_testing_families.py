@@ -13,7 +13,7 @@ diffusers = pytest.importorskip("diffusers")
 
 from PIL import Image  # noqa: E402
 
-from imagegen_nb import testing  # noqa: E402
+from imagegen_nb import full_size, testing  # noqa: E402
 
 STEPS = 2
 
@@ -152,7 +152,7 @@ def test_unknown_family_is_refused(tmp_path):
 @pytest.mark.parametrize(("kind", "parameters"), [("sd15", 859_520_964), ("sdxl", 2_567_463_684)])
 def test_full_size_unet_has_the_real_architecture(kind, parameters):
     with torch.device("meta"):  # shapes only: no 3-10 GB of random weights
-        unet = testing.make_full_size_unet(kind)
+        unet = full_size.denoiser(kind)
     assert sum(p.numel() for p in unet.parameters()) == parameters
 
 
