@@ -20,6 +20,8 @@ import inspect
 from dataclasses import dataclass
 from functools import cache
 
+from .arguments import choice
+
 __all__ = ["FLOW_CAPABLE", "FLOW_ONLY", "SCHEDULERS", "Trained", "build", "check", "fitting", "swap",
            "trained_with", "unfit"]
 
@@ -179,8 +181,7 @@ def build(name: str, config, *, pipeline=None):
 
     Raises ValueError, naming the reason and the schedulers that fit, when it cannot (`unfit`).
     """
-    if name not in SCHEDULERS:
-        raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
+    choice("scheduler", name, SCHEDULERS)
     reason = unfit(name, config, pipeline)
     if reason is not None:
         raise ValueError(f"scheduler {name!r} cannot sample this model: {reason}; choose one of "
@@ -201,8 +202,7 @@ def check(name, family) -> None:
     """
     if name is None:
         return
-    if not isinstance(name, str) or name not in SCHEDULERS:
-        raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
+    choice("scheduler", name, SCHEDULERS)
     if (family.flow and name not in FLOW_CAPABLE) or (not family.flow and name in FLOW_ONLY):
         fits = sorted(FLOW_CAPABLE) if family.flow else sorted(set(SCHEDULERS) - FLOW_ONLY)
         kind = "flow-matching" if family.flow else "noise-prediction (not flow-matching)"
