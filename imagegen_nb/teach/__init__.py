@@ -5,7 +5,8 @@ Lessons: `tokens` (prompt -> tokens -> embeddings), `forward` (noising a picture
 time), `reverse` (a trace step by step), `guidance` (classifier-free guidance), `samplers` (schedulers and step
 counts), `latent` (what the VAE keeps), `attention` (which word goes where), `seeds` (the starting noise),
 `inpaint` and `control` (the conditioned tasks), `geneval` (how the built-in model scores next to real models),
-`terminal_snr` (what the last timestep of a schedule leaks of the picture).
+`terminal_snr` (what the last timestep of a schedule leaks of the picture); and the field's story:
+`architecture` (U-Net against DiT).
 
 Figures are `matplotlib.figure.Figure` objects made without pyplot, so they work under any backend and never
 pop up windows; a notebook shows one when it is the cell's value.
@@ -22,7 +23,7 @@ import importlib
 from typing import Any
 
 LESSONS = ("tokens", "forward", "schedules", "reverse", "guidance", "samplers", "latent", "attention", "seeds",
-           "inpaint", "control", "geneval", "terminal_snr")
+           "inpaint", "control", "geneval", "terminal_snr", "architecture")
 
 __all__ = list(LESSONS)
 
