@@ -2,13 +2,13 @@
 collects them (`studio.kwargs`) and calls `ig.generate` / `ig.edit` / `ig.inpaint` / `ig.control` in a background
 thread, with a `Run` that its run view (`run_view.py`: progress bar, live preview, Stop) listens to. The pictures go
 to its gallery (`gallery.py`), from which they can be saved, shown as code, reused or sent on to another task: to
-its input picture (`input_picture.py`, with the mask canvas and the control map).
+its input picture (`input_picture.py`, with the mask canvas and the control map). The argument widgets and their
+checks are `controls.py`'s.
 """
 
 from __future__ import annotations
 
 import html
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +22,7 @@ from ..recipes import INPUTS_KEY, Recipe
 from ..recipes import recipe as read_recipe
 from ..steps import Run, Step
 from ._common import PIXELATED_CSS, error_html
+from .controls import Controls
 from .gallery import Gallery
 from .input_picture import InputPicture
 from .run_view import RunView
@@ -29,18 +30,6 @@ from .run_view import RunView
 TASKS = registry.TASKS
 KINDS = preprocessors.KINDS
 _INPUT_NAMES = {"edit": "image", "inpaint": "image", "control": "control_image"}
-
-
-def _model_names() -> list[str]:
-    """The built-in model, then the Hub ids the registry knows (any other id or folder can be typed in)."""
-    return [registry.BUILTIN] + [rid for f in registry.models() for rid in f.repo_ids]
-
-
-def _known_family(name: str) -> registry.Family | None:
-    """The family of a model name the registry lists, without looking anything up on disk or on the Hub."""
-    if name in ("", registry.BUILTIN):
-        return registry.FAMILIES[registry.BUILTIN]
-    return next((f for f in registry.models() if name.lower() in (r.lower() for r in f.repo_ids)), None)
 
 
 class Studio(widgets.VBox):
@@ -79,34 +68,11 @@ class Studio(widgets.VBox):
         self.listeners: list[Callable[[Run, Step], Any]] = []
         self._thread: threading.Thread | None = None
 
-        full = {"width": "100%"}
         self.task_selector = widgets.ToggleButtons(options=[(t.capitalize(), t) for t in TASKS], value="generate",
                                                    style={"button_width": "90px"})
-        self.prompt = widgets.Textarea(description="prompt", placeholder="a red circle to the left of a blue square",
-                                       rows=2, layout=full)
-        self.negative_prompt = widgets.Textarea(description="negative", placeholder="negative_prompt (optional)",
-                                                rows=1, layout=full)
-        self.model = widgets.Combobox(description="model", options=_model_names(), value=registry.BUILTIN,
-                                      ensure_option=False, placeholder="tiny, a Hub id or a folder", layout=full)
-        slider = {"continuous_update": False, "style": {"description_width": "initial"}, "layout": full}
-        self.num_inference_steps = widgets.IntSlider(description="num_inference_steps", min=1, max=100, **slider)
-        self.guidance_scale = widgets.FloatSlider(description="guidance_scale", min=0.0, max=20.0, step=0.5,
-                                                  **slider)
-        self.strength = widgets.FloatSlider(description="strength", min=0.05, max=1.0, step=0.05,
-                                            value=tasks.default("edit", "strength"), **slider)
-        self.controlnet_conditioning_scale = widgets.FloatSlider(
-            description="controlnet_conditioning_scale", min=0.0, max=2.0, step=0.05,
-            value=tasks.default("control", "controlnet_conditioning_scale"), **slider)
-        self.width = widgets.IntSlider(description="width", min=8, max=2048, step=8, value=64, **slider)
-        self.height = widgets.IntSlider(description="height", min=8, max=2048, step=8, value=64, **slider)
-        self.seed = widgets.IntText(description="seed", value=0, layout={"width": "220px"})
-        self.dice_button = widgets.Button(icon="random", tooltip="roll a new random seed", layout={"width": "40px"})
-        self.seed_mode = widgets.ToggleButtons(options=["fixed", "random"], value="fixed",
-                                               tooltips=["use this seed", "roll a new seed for every run"],
-                                               style={"button_width": "72px"})
-        self.num_images = widgets.BoundedIntText(description="num_images", value=1, min=1, max=16,
-                                                 style={"description_width": "initial"}, layout={"width": "160px"})
-        self.kind = widgets.Dropdown(description="kind", options=list(KINDS), value=tasks.default("control", "kind"))
+        self.controls = Controls()
+        for name in Controls.NAMES:  # the controls keep their names on the Studio
+            setattr(self, name, getattr(self.controls, name))
 
         # the parts: the input picture of edit / inpaint / control, the run in progress, the pictures made
         self.message = widgets.HTML()
@@ -127,7 +93,6 @@ class Studio(widgets.VBox):
             gallery.to_edit_button, gallery.to_inpaint_button, gallery.to_control_button)
 
         self._wire()
-        self._apply_family(registry.FAMILIES[registry.BUILTIN])
         super().__init__(self._layout(), layout={"width": "100%"})
         self.task = task
         if model is not None:
@@ -151,9 +116,7 @@ class Studio(widgets.VBox):
 
     def _wire(self) -> None:
         self.generate_button.on_click(lambda _: self.generate())
-        self.dice_button.on_click(lambda _: self.roll_seed())
         self.task_selector.observe(self._on_task, names="value")
-        self.model.observe(self._on_model, names="value")
         self.kind.observe(lambda _: self._update_control_map(), names="value")
 
     def _on_task(self, change) -> None:
@@ -164,19 +127,9 @@ class Studio(widgets.VBox):
         self._update_visibility()
         self._update_control_map()
 
-    def _on_model(self, change) -> None:
-        family = _known_family(change["new"].strip())
-        if family is not None:
-            self._apply_family(family)
-
-    def _apply_family(self, family: registry.Family) -> None:
-        """The family's recommended settings (free-typed unknown models keep the current ones)."""
-        for slider in (self.width, self.height):
-            slider.step = family.size_factor
-            slider.min = family.size_factor
-            slider.value = family.default_size
-        self.num_inference_steps.value = family.default_steps
-        self.guidance_scale.value = family.default_guidance
+    def roll_seed(self) -> int:
+        """Put a new random seed in the seed box (the dice button)."""
+        return self.controls.roll_seed()
 
     def _update_visibility(self) -> None:
         task = self.task
@@ -209,50 +162,16 @@ class Studio(widgets.VBox):
             kw["mask"] = None if self.mask_canvas is None else self.mask_canvas.mask
             if self.mask_canvas is not None:
                 kw["mask_blur"] = self.mask_canvas.mask_blur.value
-        model = self.model.value.strip()
-        kw.update(prompt=self.prompt.value, negative_prompt=self.negative_prompt.value or None,
-                  model=None if model in ("", registry.BUILTIN) else model,
-                  num_inference_steps=self.num_inference_steps.value, guidance_scale=self.guidance_scale.value)
-        if task in ("edit", "inpaint"):
-            kw["strength"] = self.strength.value
-        if task == "generate":
-            kw.update(width=self.width.value, height=self.height.value)
-        if task == "control":
-            kw.update(kind=self.kind.value, controlnet_conditioning_scale=self.controlnet_conditioning_scale.value)
-        kw.update(seed=self.seed.value, num_images=self.num_images.value)
+        kw.update(self.controls.values(task))
         return kw
 
     @kwargs.setter
     def kwargs(self, values: dict[str, Any]) -> None:
         values = dict(values)
-        known = {"prompt", "negative_prompt", "model", "num_inference_steps", "guidance_scale", "strength", "width",
-                 "height", "seed", "num_images", "kind", "controlnet_conditioning_scale", "image", "mask",
-                 "mask_blur", "control_image"}
+        known = {*Controls.ARGUMENTS, "image", "mask", "mask_blur", "control_image"}
         for name in sorted(set(values) - known):
             raise arguments.unknown_argument("Studio", name, known)
-        if "model" in values:  # first: a known model resets steps, guidance and size to its family's defaults
-            model = values.pop("model")
-            self.model.value = registry.BUILTIN if model is None else str(model)
-        for name in ("prompt", "negative_prompt"):
-            if name in values:
-                value = values.pop(name)
-                if value is not None and not isinstance(value, str):
-                    raise TypeError(f"{name} must be a string, not {value!r}")
-                getattr(self, name).value = value or ""
-        if "seed" in values:
-            seed = values.pop("seed")
-            if seed is None:
-                self.seed_mode.value = "random"
-            else:
-                self.seed.value = arguments.integer("seed", seed, low=0, high=arguments.MAX_SEED)
-                self.seed_mode.value = "fixed"
-        if "kind" in values:
-            kind = values.pop("kind")
-            self.kind.value = arguments.choice("kind", kind, KINDS, what="control kind")
-        for name in ("num_inference_steps", "guidance_scale", "strength", "controlnet_conditioning_scale", "width",
-                     "height", "num_images"):
-            if name in values and values[name] is not None:
-                self._set_number(name, values.pop(name))
+        self.controls.set_values(values)
         picture = values.pop("image", None) if "image" in values else values.pop("control_image", None)
         if picture is not None:
             self.set_input(picture)
@@ -268,23 +187,6 @@ class Studio(widgets.VBox):
             slider = self.mask_canvas.mask_blur
             slider.max = max(slider.max, blur)
             slider.value = blur
-
-    def _set_number(self, name: str, value) -> None:
-        widget = getattr(self, name)
-        if isinstance(widget, (widgets.IntSlider, widgets.BoundedIntText)):
-            value = arguments.integer(name, value)
-        else:
-            value = arguments.number(name, value)
-        if value < widget.min:
-            raise ValueError(f"{name} must be at least {widget.min}, not {value!r}")
-        if value > widget.max:  # the sliders' ranges are for comfort; larger values are the user's call
-            widget.max = value
-        widget.value = value
-
-    def roll_seed(self) -> int:
-        """Put a new random seed in the seed box (the dice button)."""
-        self.seed.value = random.SystemRandom().randrange(2**31)
-        return self.seed.value
 
     # -- the input picture -----------------------------------------------------------------------------------
     @property
