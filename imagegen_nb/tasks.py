@@ -404,6 +404,10 @@ def generate(prompt, *, model=None, negative_prompt=None, num_inference_steps=No
     >>> [ig.recipe(im)["seed"] for im in images]
     [7, 8]
     """
+    if (width is None) != (height is None):
+        given, missing = ("width", "height") if height is None else ("height", "width")
+        raise TypeError(f"generate() got {given}= without {missing}=: give both (or neither, for the model's "
+                        "default size); a picture made from text has no aspect ratio to keep")
     return _make_pictures("generate", prompt, model=model, seed=seed, num_images=num_images, batch_size=batch_size,
                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, width=width, height=height,
                 negative_prompt=negative_prompt, scheduler=scheduler, progress=progress, run=run, dtype=dtype,

@@ -101,7 +101,7 @@ def test_bad_arguments_are_refused_before_any_work(task, kwargs, error, message,
     ("control", {"kind": 3}, "unknown control kind 3"),
     ("control", {"preprocess": "no"}, "preprocess must be True or False"),
     ("generate", {"width": 4096, "height": 4096}, r"4096x4096 is more than 4x the 64 px tiny models.*max_side_factor"),
-    ("generate", {"width": 64.0}, "width must be a whole number"),
+    ("generate", {"width": 64.0, "height": 64}, "width must be a whole number"),
     ("generate", {"strength": 0.5}, "unknown argument 'strength'"),
     ("generate", {"mask": "m.png"}, "unknown argument 'mask'"),
 ])
@@ -127,9 +127,10 @@ def test_limits_can_be_raised_on_purpose(monkeypatch):
 
 
 def test_numpy_scalars_work_where_python_numbers_do(pixels):
-    plain = ig.generate("a red circle", seed=3, num_inference_steps=4, width=64, guidance_scale=4.0, progress=False)
+    plain = ig.generate("a red circle", seed=3, num_inference_steps=4, width=64, height=64, guidance_scale=4.0,
+                        progress=False)
     numpy = ig.generate("a red circle", seed=np.int64(3), num_inference_steps=np.int32(4), width=np.int64(64),
-                        guidance_scale=np.float32(4.0), progress=False)
+                        height=np.int64(64), guidance_scale=np.float32(4.0), progress=False)
     assert (pixels(plain) == pixels(numpy)).all()
     recipe = ig.recipe(numpy)
     assert type(recipe["seed"]) is int and type(recipe["width"]) is int and type(recipe["guidance_scale"]) is float

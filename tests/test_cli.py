@@ -50,7 +50,7 @@ def test_batches_get_numbered_files(tmp_path, capsys):
 
 
 def test_bad_input_is_one_line_on_stderr(tmp_path, capsys):
-    assert main(["generate", "a red circle", "--width", "60", "-o", str(tmp_path / "x.png")]) == 2
+    assert main(["generate", "a red circle", "--width", "60", "--height", "64", "-o", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: width and height have to be multiples of 8") and "Traceback" not in err
 

@@ -127,7 +127,9 @@ def test_bad_seed_and_prompt():
 def test_errors_leave_the_cache_usable(pixels):
     before = ig.generate("a blue square", seed=1)
     with pytest.raises(ValueError):
-        ig.generate("a blue square", width=63)
+        ig.generate("a blue square", width=63, height=64)
+    with pytest.raises(TypeError, match="width= without height="):
+        ig.generate("a blue square", width=64)
     with pytest.raises(ValueError):
         ig.edit(before, "x", strength=2)
     assert (pixels(ig.generate("a blue square", seed=1)) == pixels(before)).all()
