@@ -18,11 +18,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
 
-    import torch
 
     import imagegen_nb as ig
 
-    torch.set_num_threads(args.threads)
+    ig.set_threads(args.threads)  # the library chooses one thread for small models unless told
     kw = {} if args.steps is None else {"num_inference_steps": args.steps}
     for seed in range(3):  # warm-up: load, allocate, first-call paths
         ig.generate("a red circle to the left of a blue square", seed=seed, progress=False, **kw)

@@ -30,6 +30,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "Recipe": ("recipes", "Recipe"),
     "models": ("registry", "models"),
     "set_device": ("devices", "set_device"),
+    "set_threads": ("devices", "set_threads"),
     "Run": ("steps", "Run"),
     "trace": ("traces", "trace"),
     "train_lora": ("lora_training", "train_lora"),
@@ -69,7 +70,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from . import cache, devices, registry, steps, teach, tiny
     from .arguments import limits
     from .comparisons import Comparison, compare
-    from .devices import set_device
+    from .devices import set_device, set_threads
     from .display import grid
     from .errors import RecipeError
     from .lora_training import train_lora

@@ -8,6 +8,7 @@ True
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
@@ -253,3 +254,59 @@ def place(pipe, placement: Placement, model_bytes: int, largest_part_bytes: int)
         return True
     pipe.to(placement.device)
     return False
+
+
+# -- CPU threads ------------------------------------------------------------------------------------------------
+# A small model gains nothing from a second thread (the built-in model: 0.83 s a picture on one thread, 0.88 s on
+# two, idle 2-core machine), and loses badly when another process holds a core: torch's threads wait for each
+# other at every operation, and one picture took 30-40 s on two threads against about 1 s on one
+# (benchmarks/threads.py measures both cases on the machine at hand). Large models do gain from more threads.
+SMALL_MODEL_BYTES = 256 * 2**20  # weights below this run CPU calls on one thread
+_threads: int | None = None  # the user's choice (set_threads), for every CPU call
+
+
+def set_threads(n: int | None) -> None:
+    """The number of CPU threads pipeline calls use from now on (`None` restores the automatic choice: one
+    thread for small models such as the built-in ones, torch's own count for larger ones). Only the calls
+    change it, for their duration; torch's setting outside them is left as it was.
+
+    >>> import imagegen_nb as ig
+    >>> ig.devices.set_threads(2); ig.devices.cpu_threads(model_bytes=10**6)
+    2
+    >>> ig.devices.set_threads(None); ig.devices.cpu_threads(model_bytes=10**6)
+    1
+    """
+    global _threads
+    if n is not None:
+        import os
+
+        from .arguments import integer
+
+        n = integer("n", n, low=1, high=max(1, os.cpu_count() or 1) * 4)
+    _threads = n
+
+
+def cpu_threads(model_bytes: int) -> int | None:
+    """Threads for a CPU pipeline call of a model with `model_bytes` of weights: the user's choice
+    (`set_threads`), else one for a small model, else None (torch's own count)."""
+    if _threads is not None:
+        return _threads
+    return 1 if model_bytes < SMALL_MODEL_BYTES else None
+
+
+@contextmanager
+def threads_for(placement: Placement, model_bytes: int):
+    """Run the body with the CPU thread count `cpu_threads` chooses when the model is on the CPU, then restore
+    torch's count."""
+    import torch
+
+    n = cpu_threads(model_bytes) if placement.device == "cpu" else None
+    before = torch.get_num_threads()
+    if n is None or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

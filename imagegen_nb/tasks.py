@@ -17,7 +17,7 @@ from typing import Any
 
 from PIL import Image
 
-from . import adapters, arguments, inputs, recipes, registry, schedulers
+from . import adapters, arguments, devices, inputs, recipes, registry, schedulers
 from . import cache as _cache
 from ._version import __version__
 from .display import ImageList, enlarge_when_small
@@ -299,8 +299,8 @@ def _make_pictures(task: str, prompt, *, model, seed, num_images, num_inference_
                               generator=generators if size > 1 else generators[0])
                 pipe.set_progress_bar_config(disable=True)
                 try:
-                    with watch(pipe, run, total=per_call), \
-                            adapters.applied(pipe, entry, loras):
+                    with watch(pipe, run, total=per_call), adapters.applied(pipe, entry, loras), \
+                            devices.threads_for(entry.placement, entry.nbytes):
                         out = _call(pipe, kwargs, batch_seeds[0], size)
                 except OutOfMemoryError:
                     if not automatic or size == 1:

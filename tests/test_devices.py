@@ -143,3 +143,25 @@ def test_explicit_memory_policies_are_obeyed(monkeypatch, memory, expected):
     assert pipe.calls == [(expected, "cuda:1")]
     cpu = _FakePipe(10)
     assert cache._place(cpu, devices.Placement("cpu", "float32", memory), 20) is False and cpu.calls == []
+
+
+def test_cpu_calls_of_a_small_model_run_on_one_thread_and_restore_torchs_count():
+    import torch
+
+    seen = []
+    before = torch.get_num_threads()
+    ig.generate("a red circle", seed=0, num_inference_steps=2, progress=False,
+                run=ig.Run(on_step=lambda run, step: seen.append(torch.get_num_threads())))
+    assert seen == [1, 1] and torch.get_num_threads() == before
+    try:
+        ig.set_threads(2)
+        seen.clear()
+        ig.generate("a red circle", seed=0, num_inference_steps=2, progress=False,
+                    run=ig.Run(on_step=lambda run, step: seen.append(torch.get_num_threads())))
+        assert seen == [2, 2] and torch.get_num_threads() == before
+    finally:
+        ig.set_threads(None)
+    assert devices.cpu_threads(devices.SMALL_MODEL_BYTES) is None  # a large model keeps torch's own count
+    assert devices.cpu_threads(10**6) == 1
+    with pytest.raises(ValueError, match="n must be at least 1"):
+        ig.set_threads(0)
