@@ -16,6 +16,8 @@ shapes world.
 
 from __future__ import annotations
 
+from .. import arguments
+
 __all__ = ["CATEGORIES", "CHANCE", "PUBLISHED", "chance", "figure", "prompts", "score"]
 
 # GenEval's category names, and the shapes world's name for each.
@@ -52,8 +54,7 @@ def chance(n: int = 1000, *, seed: int = 0) -> dict[str, float]:
 
     from ..tiny import checker, world
 
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer, not {n!r}")
+    n = arguments.integer("n", n, low=1)
     rng = random.Random(seed)
     out = {}
     for name, category in CATEGORIES.items():
@@ -79,8 +80,7 @@ def prompts(n: int = 8, *, seed: int = 0, held_out: bool = False) -> dict[str, l
 
     from ..tiny import world
 
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer, not {n!r}")
+    n = arguments.integer("n", n, low=1)
     rng = random.Random(seed)
     out = {}
     for name, category in CATEGORIES.items():

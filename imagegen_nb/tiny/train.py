@@ -101,15 +101,16 @@ class TrainConfig:
     checkpoint_every: int = 100
 
 
-def _config(saved: dict, overrides: list[str]) -> TrainConfig:
-    """The run's TrainConfig: defaults, then what the run's config.json holds, then `FIELD=VALUE` overrides."""
-    fields = [f.name for f in dataclasses.fields(TrainConfig)]
-    values = _fields(TrainConfig, saved)
+def config_with(cls, saved: dict, overrides: list[str]):
+    """A training config of the dataclass `cls`: its defaults, then what a run's config.json holds (`saved`), then
+    `--set FIELD=VALUE` overrides, each parsed as its default's type (true/false, numbers, comma lists)."""
+    fields = [f.name for f in dataclasses.fields(cls)]
+    values = _fields(cls, saved)
     for item in overrides:
         name, sep, text = item.partition("=")
         if not sep or name not in fields:
             raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(fields)}")
-        default = getattr(TrainConfig, name)
+        default = getattr(cls, name)
         if isinstance(default, bool):
             if text.lower() not in ("true", "false", "1", "0"):
                 raise ValueError(f"--set {item!r}: {name} is true or false")
@@ -118,7 +119,12 @@ def _config(saved: dict, overrides: list[str]) -> TrainConfig:
             values[name] = tuple(float(v) for v in text.split(","))
         else:
             values[name] = type(default)(float(text) if isinstance(default, int) else text)
-    return TrainConfig(**values)
+    return cls(**values)
+
+
+def _config(saved: dict, overrides: list[str]) -> TrainConfig:
+    """The run's TrainConfig: defaults, then what the run's config.json holds, then `FIELD=VALUE` overrides."""
+    return config_with(TrainConfig, saved, overrides)
 
 
 def _saved(out: Path, part: str) -> dict:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import json
 import logging
 import os
@@ -38,7 +37,7 @@ from tqdm.auto import tqdm
 
 from .. import latents
 from . import binding, dit, sides, world
-from .train import drop_captions, ema_update, lr_lambda
+from .train import config_with, drop_captions, ema_update, lr_lambda
 
 log = logging.getLogger(__name__)
 
@@ -268,24 +267,6 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _config(saved: dict, overrides: list[str]) -> TrainConfig:
-    """Defaults, then what the run's config.json holds, then `FIELD=VALUE` overrides."""
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in fields}
-    for item in overrides:
-        name, sep, text = item.partition("=")
-        if not sep or name not in fields:
-            raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(fields)}")
-        default = getattr(TrainConfig, name)
-        if isinstance(default, tuple):
-            values[name] = tuple(float(v) for v in text.split(","))
-        elif isinstance(default, int):
-            values[name] = int(float(text))
-        else:
-            values[name] = type(default)(text)
-    return TrainConfig(**values)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m imagegen_nb.tiny.train_dit", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoint dit.pt and config.json")
@@ -322,7 +303,7 @@ def main(argv: list[str] | None = None) -> None:
         arch = dit.Architecture(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved["arch"].items()})
     overrides = list(args.set) + ([f"steps={args.steps}"] if args.steps is not None else []) + (
         [f"batch={args.batch}"] if args.batch is not None else [])
-    cfg = _config(saved.get("train", {}), overrides)
+    cfg = config_with(TrainConfig, saved.get("train", {}), overrides)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "config.json").write_text(json.dumps({"arch": _plain(asdict(arch)), "train": _plain(asdict(cfg))},
                                                      indent=2) + "\n")
