@@ -174,8 +174,8 @@ PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
 def resolve(model: str | Path | None, *, allow_pickle: bool = False) -> tuple[str, Family]:
     """The location to load (Hub id, folder or single file) and the family of a model; None is the built-in model.
 
-    Single checkpoint files are taken as Stable Diffusion 1.5. Pickle files (.ckpt, .bin, ...) can run code when
-    loaded, so they are refused unless `allow_pickle=True`.
+    A single checkpoint file's family is read from its keys (`family_of_checkpoint`). Pickle files (.ckpt, .bin,
+    ...) can run code when loaded, so they are refused unless `allow_pickle=True`.
     """
     if model is None or str(model) == BUILTIN:
         return str(builtin_path()), FAMILIES[BUILTIN]
@@ -190,8 +190,66 @@ def resolve(model: str | Path | None, *, allow_pickle: bool = False) -> tuple[st
                 "trust it.")
         if not path.is_file():
             raise ModelNotFoundError(f"no file at {str(model)!r}")
-        return str(path), FAMILIES["sd15"]
+        return str(path), family_of_checkpoint(path)
     return str(model), family_of(model)
+
+
+# diffusers' name for a single-file checkpoint's layout (single_file_utils.infer_diffusers_model_type) -> family
+_CHECKPOINT_FAMILIES = {"v1": "sd15", "xl_base": "sdxl", "sd3": "sd3", "sd35_medium": "sd3", "sd35_large": "sd3",
+                        "flux-dev": "flux-dev", "flux-schnell": "flux-schnell"}
+
+
+class _Shapes(dict):
+    """A checkpoint's tensor names -> objects with `.shape`, read from the file's header: what diffusers' layout
+    detection asks of a state dict, without loading a single weight."""
+
+    class _Shape:
+        def __init__(self, shape):
+            self.shape = tuple(shape)
+
+    def __init__(self, handle):
+        super().__init__((k, None) for k in handle.keys())
+        self._handle = handle
+
+    def __getitem__(self, key):
+        return self._Shape(self._handle.get_slice(key).get_shape())
+
+
+def family_of_checkpoint(path: str | Path) -> Family:
+    """The family of a single-file checkpoint (A1111/ComfyUI layout), read from its tensor names and shapes as
+    diffusers reads them: SD 1.x, SDXL base, SD3/3.5 and FLUX.1 dev/schnell load through `from_single_file`. Any
+    other layout is an error naming what was found.
+
+    >>> import tempfile, torch
+    >>> from safetensors.torch import save_file
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     file = f"{folder}/model.safetensors"
+    ...     save_file({"model.diffusion_model.output_blocks.11.0.skip_connection.weight": torch.zeros(1)}, file)
+    ...     family_of_checkpoint(file).name
+    'sd15'
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".safetensors":  # a pickle the caller allowed: diffusers reads it, we cannot peek
+        return FAMILIES["sd15"]
+    from diffusers.loaders.single_file_utils import CHECKPOINT_KEY_NAMES, infer_diffusers_model_type
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            shapes = _Shapes(handle)
+            kind = infer_diffusers_model_type(shapes) if len(shapes) else "empty"
+            if kind == "v1" and CHECKPOINT_KEY_NAMES["v1"] not in shapes:  # diffusers' answer when nothing fits
+                kind = "unknown"
+    except (SafetensorError, OSError) as err:
+        raise ModelNotFoundError(f"{str(path)!r} could not be read as a safetensors file: {err}") from None
+    if kind in _CHECKPOINT_FAMILIES:
+        return FAMILIES[_CHECKPOINT_FAMILIES[kind]]
+    known = ", ".join(sorted(set(_CHECKPOINT_FAMILIES.values())))
+    found = {"empty": "no tensors", "unknown": "no layout diffusers knows"}.get(
+        kind, f"the layout diffusers calls {kind!r}")
+    raise ModelNotFoundError(f"{str(path)!r} is a single-file checkpoint with {found}, which imagegen_nb does not "
+                             f"load from one file (it loads {known} checkpoints); load it with diffusers and put the "
+                             "pipeline in the cache with ig.cache.add(name, pipe)")
 
 
 _REGISTERED: dict[str, Family] = {}  # names given to pipelines put in the cache with ig.cache.add

@@ -106,3 +106,44 @@ def test_text_only_families_say_what_they_lack(folders, fam):
 
     with pytest.raises(UnsupportedTaskError, match="support generate, not edit"):
         ig.edit(_picture(32, 32), "a house", model=folders[fam]["model"])
+
+
+@pytest.mark.parametrize("tensors, family", [
+    ({"model.diffusion_model.output_blocks.11.0.skip_connection.weight": (1,)}, "sd15"),
+    ({"conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_proj.bias": (1,)}, "sdxl"),
+    ({"model.diffusion_model.joint_blocks.0.context_block.adaLN_modulation.1.bias": (9216,),
+      "model.diffusion_model.pos_embed": (1, 36864, 1)}, "sd3"),
+    ({"double_blocks.0.img_attn.norm.key_norm.scale": (1,), "guidance_in.in_layer.bias": (1,),
+      "img_in.weight": (1, 64)}, "flux-dev"),
+    ({"double_blocks.0.img_attn.norm.key_norm.scale": (1,), "img_in.weight": (1, 64)}, "flux-schnell"),
+])
+def test_a_single_file_checkpoint_is_known_by_its_keys(tmp_path, tensors, family):
+    import torch
+    from safetensors.torch import save_file
+
+    from imagegen_nb import registry
+
+    file = tmp_path / "model.safetensors"
+    save_file({k: torch.zeros(shape) for k, shape in tensors.items()}, file)
+    assert registry.resolve(file) == (str(file), registry.FAMILIES[family])
+
+
+@pytest.mark.parametrize("tensors, found", [
+    ({"model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn2.to_k.weight": (320, 1024)}, "'v2'"),
+    ({"lora_unet_down_blocks_0.alpha": (1,)}, "no layout diffusers knows"),  # a LoRA is not a model
+    ({}, "no tensors"),
+])
+def test_a_single_file_of_another_layout_is_refused_with_what_was_found(tmp_path, tensors, found):
+    import torch
+    from safetensors.torch import save_file
+
+    from imagegen_nb import registry
+    from imagegen_nb.errors import ModelNotFoundError
+
+    file = tmp_path / "model.safetensors"
+    save_file({k: torch.zeros(shape) for k, shape in tensors.items()}, file)
+    with pytest.raises(ModelNotFoundError, match=found):
+        registry.resolve(file)
+    (tmp_path / "bad.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ModelNotFoundError, match="could not be read as a safetensors file"):
+        registry.resolve(tmp_path / "bad.safetensors")
