@@ -83,6 +83,9 @@ class Recipe:
     # A picture made in a batched pipeline call: its place in the batch ("index"), and the prompts and seeds of all
     # the batch's pictures ("prompts", "seeds"), which remaking it bit for bit needs. None: made alone.
     batch: dict[str, Any] | None = None
+    # A prompt with A1111 weighting: its (text, weight) segments as they were read (prompt_weights.parse); made
+    # again from the prompt itself, this is what a reader sees
+    prompt_weights: list[list[Any]] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, allow_nan=False)
@@ -191,6 +194,11 @@ def _check_field(name: str, value):
         return _check_loras(value)
     if name == "batch":
         return _check_batch(value)
+    if name == "prompt_weights":
+        if value is not None and not (isinstance(value, list) and all(
+                isinstance(seg, list) and len(seg) == 2 and isinstance(seg[0], str) for seg in value)):
+            raise RecipeError("this picture's recipe is damaged: prompt_weights should be [text, weight] pairs")
+        return None if value is None else [[text, arguments.number("prompt weight", w)] for text, w in value]
     if name == "extra":
         if not isinstance(value, dict):
             raise RecipeError(f"this picture's recipe is damaged: extra should be an object, not "

@@ -17,7 +17,7 @@ from typing import Any
 
 from PIL import Image
 
-from . import adapters, arguments, devices, inputs, recipes, registry, schedulers
+from . import adapters, arguments, devices, inputs, prompt_weights, recipes, registry, schedulers
 from . import cache as _cache
 from ._version import __version__
 from .display import ImageList, enlarge_when_small
@@ -256,6 +256,11 @@ def _make_pictures(task: str, prompt, *, model, seed, num_images, num_inference_
     loras = adapters.check(lora, allow_pickle=allow_pickle)  # files found and hashed; loaded at the call
     run = _check_run(run)
     _check_negative_prompt(family, negative_prompt, guidance, pipeline_kwargs)
+    weighted = [p for p in [*prompts, negative_prompt or ""] if not prompt_weights.is_plain(p)]
+    if weighted and family.pipeline not in prompt_weights.PIPELINES:
+        raise ValueError(f"prompt weighting ({weighted[0]!r}) works with {', '.join(prompt_weights.PIPELINES)} "
+                         f"models (the built-in U-Net, SD 1.x, SD-Turbo), not {family.name}; write the prompt "
+                         "without brackets, or pass prompt_embeds= yourself")
     scheduler_name = scheduler or family.default_scheduler
     kept = {k: _detached(v) for k, v in (inputs_kept or {}).items()}
     if _CHECK_ONLY.get():
@@ -297,6 +302,14 @@ def _make_pictures(task: str, prompt, *, model, seed, num_images, num_inference_
                 kwargs.update(prompt=list(batch_prompts) if size > 1 else batch_prompts[0], num_inference_steps=steps,
                               guidance_scale=guidance, width=width, height=height,
                               generator=generators if size > 1 else generators[0])
+                if family.pipeline in prompt_weights.PIPELINES and any(
+                        not prompt_weights.is_plain(p) or prompt_weights.too_long(pipe, p)
+                        for p in [*batch_prompts, negative_prompt or ""]):
+                    # weights, or more words than one window: the states are made here (prompt_weights)
+                    positive, negative = prompt_weights.prompt_embeds(pipe, list(batch_prompts), negative_prompt)
+                    del kwargs["prompt"]
+                    kwargs.pop("negative_prompt", None)
+                    kwargs.update(prompt_embeds=positive, negative_prompt_embeds=negative)
                 pipe.set_progress_bar_config(disable=True)
                 try:
                     with watch(pipe, run, total=per_call), adapters.applied(pipe, entry, loras), \
@@ -320,6 +333,8 @@ def _make_pictures(task: str, prompt, *, model, seed, num_images, num_inference_
                                     sampler=type(pipe.scheduler).__name__, dtype=_cache.dtype_of(pipe),
                                     loras=[lo.record() for lo in loras],
                                     batch=_batch_record(j, batch_prompts, batch_seeds) if size > 1 else None,
+                                    prompt_weights=None if prompt_weights.is_plain(p) else [
+                                        [text, weight] for text, weight in prompt_weights.parse(p)],
                                     **recipe_extra)
                     if run is not None and run.stopped:
                         recipe.stopped_at = run.steps_done
