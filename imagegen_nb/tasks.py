@@ -306,6 +306,9 @@ def _make_pictures(task: str, prompt, *, model, seed, num_images, num_inference_
                         not prompt_weights.is_plain(p) or prompt_weights.too_long(pipe, p)
                         for p in [*batch_prompts, negative_prompt or ""]):
                     # weights, or more words than one window: the states are made here (prompt_weights)
+                    if kwargs.get("clip_skip"):
+                        raise ValueError("clip_skip= does not combine with prompt weighting or prompts longer than "
+                                         "the text encoder's window yet; drop one of them")
                     positive, negative = prompt_weights.prompt_embeds(pipe, list(batch_prompts), negative_prompt)
                     del kwargs["prompt"]
                     kwargs.pop("negative_prompt", None)
