@@ -25,6 +25,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "recipe": ("recipes", "recipe"),
     "save": ("recipes", "save"),
     "regenerate": ("tasks", "regenerate"),
+    "outpaint": ("workflows", "outpaint"),
+    "hires_fix": ("workflows", "hires_fix"),
     "limits": ("arguments", "limits"),
     "RecipeError": ("errors", "RecipeError"),
     "Recipe": ("recipes", "Recipe"),
@@ -83,3 +85,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from .widgets.mask_canvas import MaskCanvas
     from .widgets.studio import Studio
     from .widgets.trace_player import TracePlayer
+    from .workflows import hires_fix, outpaint
