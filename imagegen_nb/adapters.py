@@ -1,10 +1,17 @@
-"""LoRA adapters: the `lora=` argument of the task functions, checked before any work and applied for one call.
+"""LoRA adapters and textual-inversion embeddings: the `lora=` argument of the task functions, checked before any
+work and applied for one call.
 
 Each LoRA file is loaded once per cached model, through diffusers' own loader (`load_lora_weights` with peft), under
 an adapter name made from its hash; a call switches on the ones it names at their weights (`set_adapters`) and
 switches them all off again afterwards (`disable_lora`), so a call without `lora=` runs the base model exactly as a
 fresh one would. The base weights are never reloaded, merged or changed. Evicting a model from the cache drops its
 LoRAs with it.
+
+A textual-inversion embedding (A1111's `emb_params` file, or diffusers' `{token: vector}` form) given in `lora=` is
+loaded once per cached model with `load_textual_inversion` under its file's name, which is then a word of the
+prompt (as in A1111: `lora="shiny.safetensors"` and the prompt "a shiny circle"). It adds a word and changes nothing
+else, so prompts without that word make the pictures they made before. It has no weight: weigh the word in the
+prompt instead, `(shiny:1.3)`.
 
 >>> import imagegen_nb as ig
 >>> try:
@@ -39,6 +46,7 @@ class Lora:
     file: Path  # the weights file itself (inside the folder, for a folder)
     weight: float
     hash: str  # first 10 hex digits of the file's sha256, as A1111's "Lora hashes" and "Model hash"
+    kind: str = "lora"  # or "embedding": a textual-inversion embedding, whose word is its name
 
     @property
     def name(self) -> str:
@@ -51,11 +59,12 @@ class Lora:
     @property
     def adapter(self) -> str:
         """The adapter name it is loaded under: one per file content, whatever path names it."""
-        return f"lora_{self.hash}"
+        return f"{self.kind}_{self.hash}"
 
     def record(self) -> dict[str, Any]:
         """The LoRA as a recipe holds it."""
-        return {"name": self.name, "path": self.path, "weight": self.weight, "hash": self.hash}
+        kind = {} if self.kind == "lora" else {"kind": self.kind}
+        return {"name": self.name, "path": self.path, "weight": self.weight, "hash": self.hash, **kind}
 
 
 def _file_of(given: str, *, allow_pickle: bool) -> Path:
@@ -91,9 +100,9 @@ def _file_of(given: str, *, allow_pickle: bool) -> Path:
     return path
 
 
-def _check_header(given: str, file: Path) -> None:
-    """Read the safetensors header (not the weights): a damaged file, or one that holds no LoRA, fails here, before
-    any work."""
+def _check_header(given: str, file: Path) -> str:
+    """Read the safetensors header (not the weights): a damaged file, or one that holds neither a LoRA nor an
+    embedding, fails here, before any work. Returns "lora" or "embedding"."""
     from safetensors import safe_open
 
     try:
@@ -102,9 +111,13 @@ def _check_header(given: str, file: Path) -> None:
     except Exception as err:  # safetensors raises its own SafetensorError (and OSError) for a damaged file
         raise ValueError(f"lora {given!r}: {file.name} could not be read as safetensors ({err}); is it damaged?") \
             from None
-    if not any("lora" in k.lower() for k in keys):
-        raise ValueError(f"lora {given!r}: {file.name} holds no LoRA weights (no key names 'lora'; "
-                         f"{len(keys)} tensors such as {keys[:2]}); is it a model rather than a LoRA?")
+    if any("lora" in k.lower() for k in keys):
+        return "lora"
+    if keys == ["emb_params"] or (len(keys) == 1 and not keys[0].count(".")):  # A1111's, or {token: vector}
+        return "embedding"
+    raise ValueError(f"lora {given!r}: {file.name} holds no LoRA weights (no key names 'lora') and is not a "
+                     f"textual-inversion embedding ({len(keys)} tensors such as {keys[:2]}); is it a model rather "
+                     "than a LoRA?")
 
 
 def check(lora, *, allow_pickle: bool = False) -> tuple[Lora, ...]:
@@ -139,13 +152,15 @@ def check(lora, *, allow_pickle: bool = False) -> tuple[Lora, ...]:
         weight = arguments.number(f"the weight of lora {given!r}", weight,
                                   hint=" (1 is the LoRA as trained, 0 turns it off)")
         file = _file_of(given, allow_pickle=allow_pickle)
-        if file.suffix == SAFE_SUFFIX:
-            _check_header(given, file)
+        kind = _check_header(given, file) if file.suffix == SAFE_SUFFIX else "lora"
+        if kind == "embedding" and weight != 1:
+            raise ValueError(f"lora {given!r} is a textual-inversion embedding, which has no weight; give it 1 and "
+                             f"weigh its word in the prompt instead: ({Lora(given, file, 1.0, '').name}:{weight:g})")
         digest = file_hash(file)
         if any(o.hash == digest for o in out):
             raise ValueError(f"lora {given!r} is the same weights as another one in this call "
                              f"({next(o.path for o in out if o.hash == digest)!r}); name it once")
-        out.append(Lora(given, file, weight, digest))
+        out.append(Lora(given, file, weight, digest, kind))
     return tuple(out)
 
 
@@ -179,6 +194,9 @@ def _load(entry, lora: Lora) -> None:
     if lora.adapter in entry.loras:
         return
     what = f"{entry.name if entry.name != 'tiny' else 'the built-in model'} ({entry.family.name})"
+    if lora.kind == "embedding":
+        _load_embedding(entry, lora, what)
+        return
     if not hasattr(base, "load_lora_weights"):
         raise ValueError(f"lora {lora.path!r}: {what} is a {type(base).__name__}, which diffusers cannot load LoRAs "
                          "into; use a model of another family, or no lora")
@@ -200,6 +218,27 @@ def _load(entry, lora: Lora) -> None:
                          f"({reason[:300]})") from None
     entry.loras[lora.adapter] = lora.file
     entry.nbytes += max(0, param_bytes(*_modules(base)) - before)
+
+
+def _load_embedding(entry, lora: Lora, what: str) -> None:
+    """Add a textual-inversion embedding's word to a cached model's tokenizer and text encoder, once."""
+    base = entry.base
+    if not hasattr(base, "load_textual_inversion"):
+        raise ValueError(f"lora {lora.path!r} is a textual-inversion embedding, which diffusers loads only into "
+                         f"Stable Diffusion pipelines; {what} is a {type(base).__name__}")
+    from transformers.utils import logging as tlog
+
+    level = tlog.get_verbosity()
+    tlog.set_verbosity_error()  # (how the new vocabulary rows start: they are overwritten at once)
+    try:
+        with _silent():
+            base.load_textual_inversion(str(lora.file), token=lora.name)
+    except (ValueError, RuntimeError, KeyError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"lora {lora.path!r}: the embedding does not fit {what} ({reason[:300]})") from None
+    finally:
+        tlog.set_verbosity(level)
+    entry.loras[lora.adapter] = lora.file
 
 
 @contextmanager
@@ -242,8 +281,10 @@ def applied(pipe, entry, loras: tuple[Lora, ...]) -> Iterator[None]:
     bit."""
     base = entry.base
     switch = pipe if hasattr(pipe, "set_adapters") else base
-    if not loras:
-        if entry.loras:
+    if not any(lora.kind == "lora" for lora in loras):
+        for lora in loras:  # embeddings: a word added to the vocabulary, nothing to switch
+            _load(entry, lora)
+        if any(name.startswith("lora_") for name in entry.loras):
             switch.disable_lora()  # (already off between calls: this only makes sure)
         yield
         return
@@ -255,7 +296,7 @@ def applied(pipe, entry, loras: tuple[Lora, ...]) -> Iterator[None]:
                              "pipe.set_adapters yourself, or add the pipeline without them")
     for lora in loras:
         _load(entry, lora)
-    active = [lora for lora in loras if lora.weight != 0]
+    active = [lora for lora in loras if lora.weight != 0 and lora.kind == "lora"]
     try:
         if active:
             switch.enable_lora()

@@ -110,7 +110,10 @@ class Recipe:
     def parameters(self) -> str:
         """The recipe as an AUTOMATIC1111-style `parameters` string, which many image tools read."""
         # A1111 writes each LoRA into the prompt as <lora:name:weight>, and their hashes in "Lora hashes".
-        lines = [" ".join([self.prompt, *(f"<lora:{lo['name']}:{lo['weight']:g}>" for lo in self.loras)])]
+        # (an embedding is a word of the prompt already; A1111 lists its hash in "TI hashes")
+        loras = [lo for lo in self.loras if lo.get("kind", "lora") == "lora"]
+        embeddings = [lo for lo in self.loras if lo.get("kind") == "embedding"]
+        lines = [" ".join([self.prompt, *(f"<lora:{lo['name']}:{lo['weight']:g}>" for lo in loras)])]
         if self.negative_prompt:
             lines.append(f"Negative prompt: {self.negative_prompt}")
         sampler = A1111_SAMPLERS.get(self.sampler or "", self.sampler or "Default")
@@ -127,8 +130,10 @@ class Recipe:
                         f"weight: {self.controlnet_conditioning_scale:g}\"")
         if self.batch is not None:  # as A1111 writes a batch
             opts.append(f"Batch size: {len(self.batch['prompts'])}, Batch pos: {self.batch['index']}")
-        if self.loras:
-            opts.append('Lora hashes: "' + ", ".join(f"{lo['name']}: {lo['hash']}" for lo in self.loras) + '"')
+        if loras:
+            opts.append('Lora hashes: "' + ", ".join(f"{lo['name']}: {lo['hash']}" for lo in loras) + '"')
+        if embeddings:
+            opts.append('TI hashes: "' + ", ".join(f"{lo['name']}: {lo['hash']}" for lo in embeddings) + '"')
         opts.append(f"Version: imagegen_nb {self.version}")
         lines.append(", ".join(opts))
         return "\n".join(lines)
@@ -243,7 +248,8 @@ def _check_loras(value) -> list[dict[str, Any]]:
                           f"entries, not {type(value).__name__}")
     out = []
     for item in value:
-        if not isinstance(item, dict) or set(item) != set(_LORA_KEYS):
+        if not isinstance(item, dict) or set(item) - {"kind"} != set(_LORA_KEYS) or \
+                item.get("kind", "lora") not in ("lora", "embedding"):
             raise RecipeError(f"this picture's recipe is damaged: each of its loras holds exactly "
                               f"{', '.join(_LORA_KEYS)}, not {item!r}"[:300])
         name, path = arguments.text("lora name", item["name"]), arguments.text("lora path", item["path"])
@@ -254,8 +260,9 @@ def _check_loras(value) -> list[dict[str, Any]]:
         if not isinstance(digest, str) or len(digest) != 10 or any(c not in "0123456789abcdef" for c in digest):
             raise RecipeError(f"this picture's recipe is damaged: the hash of its LoRA {name!r} should be 10 hex "
                               f"digits, not {digest!r}")
+        kind = {"kind": "embedding"} if item.get("kind") == "embedding" else {}
         out.append({"name": name, "path": path, "weight": arguments.number("lora weight", item["weight"]),
-                    "hash": digest})
+                    "hash": digest, **kind})
     return out
 
 

@@ -308,3 +308,27 @@ def test_the_checker_knows_stars_and_the_world_draws_them():
     pictures, captions = _star_data(8)
     assert all(checker.grade(p, c) for p, c in zip(pictures, captions))
     assert not checker.grade(pictures[0], captions[0].replace("star", "circle"))
+
+
+def test_a_textual_inversion_embedding_adds_a_word_and_changes_nothing_else(tmp_path, pixels):
+    from safetensors.torch import save_file
+
+    _, pipe = ig.cache.shared.pipeline(None, "generate")
+    table = pipe.text_encoder.get_input_embeddings().weight
+    red = table[pipe.tokenizer("red", add_special_tokens=False).input_ids[0]].detach().clone()
+    file = tmp_path / "shiny.safetensors"
+    save_file({"emb_params": red[None]}, file)  # A1111's layout: one vector, the word "red"'s
+    plain = ig.generate("a red circle", seed=0, num_inference_steps=4, progress=False)
+    assert (pixels(ig.generate("a red circle", seed=0, num_inference_steps=4, progress=False, lora=file))
+            == pixels(plain)).all()  # prompts without the new word are untouched
+    shiny = ig.generate("a shiny circle", seed=0, num_inference_steps=4, progress=False, lora=file)
+    assert (pixels(shiny) == pixels(plain)).all()  # the new word is exactly the vector it was given
+    (record,) = ig.recipe(shiny)["loras"]
+    assert record["kind"] == "embedding" and record["name"] == "shiny"
+    assert 'TI hashes: "shiny: ' in ig.Recipe.from_dict(ig.recipe(shiny)).parameters()
+    assert (pixels(ig.regenerate(shiny)) == pixels(shiny)).all()
+    with pytest.raises(ValueError, match=r"has no weight; .* \(shiny:0.5\)"):
+        ig.generate("a shiny circle", lora={str(file): 0.5})
+    save_file({"emb_params": torch.zeros(1, 7)}, tmp_path / "narrow.safetensors")
+    with pytest.raises(ValueError, match="the embedding does not fit the built-in model"):
+        ig.generate("a narrow circle", lora=tmp_path / "narrow.safetensors")
