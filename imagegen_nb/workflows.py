@@ -33,6 +33,11 @@ def outpaint(image, prompt, *, left: int = 0, right: int = 0, top: int = 0, bott
     covers the margins, and inpaint repaints them (its `strength`, default 1.0, and `mask_blur` as usual; the
     original pixels outside the blurred seam come back exactly). The padded size must suit the model (multiples of
     its size factor). Other keyword arguments go to `ig.inpaint`.
+
+    >>> import imagegen_nb as ig
+    >>> tall = ig.outpaint(ig.generate("a red circle", seed=1), "a red circle", bottom=16, seed=1)
+    >>> tall.size
+    (64, 80)
     """
     picture = inputs.to_image(image)
     margins = {name: arguments.integer(name, value, low=0, high=4096) for name, value in
@@ -66,6 +71,10 @@ def hires_fix(prompt, *, scale: float = 2.0, strength: float = 0.3, upscaler: st
     `strength` redraws more: the built-in model, trained at 64x64 only, starts inventing shapes at 128x128 from
     about 0.5; models trained at several sizes take 0.5 to 0.7. Other keyword arguments go to both calls
     (`width`/`height` to the first).
+
+    >>> import imagegen_nb as ig
+    >>> ig.hires_fix("a blue square", scale=1.5, seed=2, num_inference_steps=4).size
+    (96, 96)
     """
     scale = arguments.number("scale", scale, low=1.0, high=8.0)
     upscaler = arguments.choice("upscaler", upscaler, tuple(UPSCALERS), what="upscaler")
