@@ -27,6 +27,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "regenerate": ("tasks", "regenerate"),
     "outpaint": ("workflows", "outpaint"),
     "hires_fix": ("workflows", "hires_fix"),
+    "generate_many": ("many", "generate_many"),
     "limits": ("arguments", "limits"),
     "RecipeError": ("errors", "RecipeError"),
     "Recipe": ("recipes", "Recipe"),
@@ -76,6 +77,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .display import grid
     from .errors import RecipeError
     from .lora_training import train_lora
+    from .many import generate_many
     from .preprocessors import preprocess
     from .recipes import Recipe, recipe, save
     from .registry import models
