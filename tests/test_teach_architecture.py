@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 
 from imagegen_nb import full_size  # noqa: E402
 from imagegen_nb.teach import architecture  # noqa: E402
-from imagegen_nb.teach._common import pipeline  # noqa: E402
+from imagegen_nb.teach._common import pipe_and_family  # noqa: E402
 
 
 def _numel(module) -> int:
@@ -36,7 +36,7 @@ def maps():
 @pytest.mark.parametrize(("name", "model"), [("tiny", None), ("tiny-dit", "tiny-dit")])
 def test_parts_add_up_to_each_component(built_in, name, model):
     s = built_in[name]
-    pipe, _ = pipeline(model)
+    pipe, _ = pipe_and_family(model)
     assert s.denoiser_parameters == _numel(_denoiser(pipe))
     assert s.text_encoder_parameters == _numel(pipe.text_encoder)
     assert s.vae == _numel(pipe.vae)
@@ -82,7 +82,7 @@ def test_attention_is_counted_on_the_cpu_as_on_the_meta_device(built_in):
     assert architecture.flops(torch.nn.functional.scaled_dot_product_attention, q, q, q) == 2 * 2 * (2 * 4 * 64 * 64
                                                                                                      * 32)
     # the tiny DiT counted on the CPU (fused attention kernel) and as shapes on the meta device (matrix products)
-    pipe, _ = pipeline("tiny-dit")
+    pipe, _ = pipe_and_family("tiny-dit")
     meta = copy.deepcopy(pipe.transformer).to("meta")
     with torch.device("meta"):
         x = [torch.zeros(4, 1, 16, 16)]

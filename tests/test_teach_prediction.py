@@ -123,15 +123,15 @@ def test_figure_refuses_what_is_not_a_toy_result():
 
 
 def test_dimensions_read_the_shipped_configs():
-    from imagegen_nb.teach._common import pipeline
+    from imagegen_nb.teach._common import pipe_and_family
 
     rows = prediction.dimensions()
     tiny, dit, *paper = rows
-    pipe, _ = pipeline(None)
+    pipe, _ = pipe_and_family(None)
     assert pipe.scheduler.config.prediction_type == "v_prediction" and tiny.predicts == "v"
     assert tiny.token_dims == pipe.unet.config.in_channels
     assert tiny.tokens == pipe.unet.config.sample_size ** 2 and tiny.total_dims == tiny.token_dims * tiny.tokens
-    dit_pipe, family = pipeline("tiny-dit")
+    dit_pipe, family = pipe_and_family("tiny-dit")
     patch = dit_pipe.transformer.config["all_patch_size"][0]
     assert family.flow and dit.predicts == "velocity"
     assert dit.token_dims == patch * patch * dit_pipe.transformer.config["in_channels"]

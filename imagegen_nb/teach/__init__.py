@@ -6,8 +6,9 @@ time), `reverse` (a trace step by step), `guidance` (classifier-free guidance), 
 counts), `latent` (what the VAE keeps), `attention` (which word goes where), `seeds` (the starting noise),
 `inpaint` and `control` (the conditioned tasks), `geneval` (how the built-in model scores next to real models),
 `terminal_snr` (what the last timestep of a schedule leaks of the picture); and the field's story:
-`architecture` (U-Net against DiT), `flow` (diffusion against flow matching, and step counts), `prediction` (what the network should predict: the JiT
-toy).
+`architecture` (U-Net against DiT), `flow` (diffusion against flow matching, and step counts), `prediction` (what
+the network should predict: the JiT toy), `gan` (a GAN against a diffusion model on the same toy data) and
+`failures` (what models still get wrong: position, colour attribution, counting).
 
 Figures are `matplotlib.figure.Figure` objects made without pyplot, so they work under any backend and never
 pop up windows; a notebook shows one when it is the cell's value.
@@ -24,8 +25,7 @@ import importlib
 from typing import Any
 
 LESSONS = ("tokens", "forward", "schedules", "reverse", "guidance", "samplers", "latent", "attention", "seeds",
-           "inpaint", "control", "geneval", "terminal_snr", "architecture",
-           "flow", "prediction")
+           "inpaint", "control", "geneval", "terminal_snr", "architecture", "flow", "prediction", "gan", "failures")
 
 __all__ = list(LESSONS)
 

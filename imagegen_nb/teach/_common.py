@@ -5,7 +5,7 @@ from __future__ import annotations
 from PIL import Image
 
 
-def pipeline(model=None, task: str = "generate"):
+def pipe_and_family(model=None, task: str = "generate"):
     """The shared cache's pipeline for `model` (None: the built-in one) and its registry family."""
     from .. import cache
 

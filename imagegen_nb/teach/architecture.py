@@ -71,7 +71,7 @@ import statistics
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ._common import new_figure, pipeline, show_image
+from ._common import new_figure, pipe_and_family, show_image
 
 __all__ = ["Architecture", "figure", "flops", "hub", "hub_figure", "parameter_parts", "summary", "word_maps"]
 
@@ -213,8 +213,8 @@ def parameter_parts(denoiser) -> dict[str, int]:
     classes: by top-level module. Works on the meta device (shapes only).
 
     >>> from imagegen_nb.teach import architecture
-    >>> from imagegen_nb.teach._common import pipeline
-    >>> parts = architecture.parameter_parts(pipeline(None)[0].unet)
+    >>> from imagegen_nb.teach._common import pipe_and_family
+    >>> parts = architecture.parameter_parts(pipe_and_family(None)[0].unet)
     >>> list(parts)[:3]
     ['time + pooled-text embedding', 'conv in / out', 'down: convolution']
     """
@@ -434,7 +434,7 @@ def summary(model=None, *, prompt: str = PROMPT, height: int | None = None, widt
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError(f"`prompt` must be a non-empty string, not {prompt!r}")
     _check_repeats(repeats)
-    pipe, family = pipeline(model)
+    pipe, family = pipe_and_family(model)
     denoiser = getattr(pipe, "unet", None)
     if denoiser is None:
         denoiser = getattr(pipe, "transformer", None)
@@ -591,7 +591,7 @@ def word_maps(prompt: str = PROMPT, *, seed: int = 0, models=(None, "tiny-dit"),
         models = (models,)
     out = {}
     for model in models:
-        family = pipeline(model)[1]
+        family = pipe_and_family(model)[1]
         out[family.name] = attention.record(prompt, seed=seed, model=model, **kwargs)
     return out
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..attention_maps import JOINT, AttentionRecorder
-from ._common import new_figure, pipeline, show_image
+from ._common import new_figure, pipe_and_family, show_image
 
 __all__ = ["AttentionMaps", "AttentionRecorder", "figure", "record"]
 
@@ -141,7 +141,7 @@ def record(prompt: str, *, seed: int = 0, model=None, **kwargs) -> AttentionMaps
     if (kwargs.get("true_cfg_scale") or 1.0) > 1.0:
         raise ValueError("true_cfg_scale > 1 runs FLUX's transformer a second time with the negative prompt, whose "
                          "attention would be averaged in; record without it")
-    pipe, family = pipeline(model)
+    pipe, family = pipe_and_family(model)
     width = kwargs.get("width") or family.default_size
     height = kwargs.get("height") or family.default_size
     store = _Store((height // pipe.vae_scale_factor, width // pipe.vae_scale_factor))

@@ -25,7 +25,7 @@ from ._common import (
     default_picture,
     encode,
     new_figure,
-    pipeline,
+    pipe_and_family,
     pixel_image,
     pixel_tensor,
     show_image,
@@ -71,7 +71,7 @@ def noised(image=None, timesteps=(0, 200, 400, 600, 800, 999), *, seed: int = 0,
 
     from ..steps import schedule_kind
 
-    pipe, _ = pipeline(model)
+    pipe, _ = pipe_and_family(model)
     scheduler = pipe.scheduler
     kind = "flow" if schedule_kind(scheduler) == "flow" else "vp"
     total = scheduler.config.num_train_timesteps
@@ -112,7 +112,7 @@ def figure(image=None, timesteps=(0, 200, 400, 600, 800, 999), *, seed: int = 0,
     from ..previews import preview_image
 
     n = noised(image, timesteps, seed=seed, model=model)
-    pipe, family = pipeline(model)
+    pipe, family = pipe_and_family(model)
     label = "alpha_bar" if n.kind == "vp" else "sigma"
     formula = ("x_t = sqrt(alpha_bar) x_0 + sqrt(1 - alpha_bar) eps" if n.kind == "vp"
                else "x_t = (1 - sigma) x_0 + sigma eps")

@@ -18,7 +18,7 @@ that grid; `ig.inpaint` then pastes the original back outside the mask in pixel 
 
 from __future__ import annotations
 
-from ._common import default_picture, new_figure, pipeline, show_image, to_rgb
+from ._common import default_picture, new_figure, pipe_and_family, show_image, to_rgb
 
 __all__ = ["explain", "latent_mask"]
 
@@ -37,7 +37,7 @@ def latent_mask(mask, size: tuple[int, int], *, model=None):
 
     from .. import inputs
 
-    pipe, _ = pipeline(model, "inpaint")
+    pipe, _ = pipe_and_family(model, "inpaint")
     width, height = size
     m = inputs.to_mask(mask, (width, height), resize=True)
     pixels = pipe.mask_processor.preprocess(m, height=height, width=width)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ._common import channel_range, decode, default_picture, encode, new_figure, pipeline, show_image, to_rgb
+from ._common import channel_range, decode, default_picture, encode, new_figure, pipe_and_family, show_image, to_rgb
 
 __all__ = ["Roundtrip", "explain", "roundtrip"]
 
@@ -39,7 +39,7 @@ def roundtrip(image=None, model=None) -> Roundtrip:
     """
     import numpy as np
 
-    pipe, _ = pipeline(model)
+    pipe, _ = pipe_and_family(model)
     picture = to_rgb(image) if image is not None else default_picture()
     z = encode(pipe, picture)
     back = decode(pipe, z)

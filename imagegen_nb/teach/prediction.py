@@ -325,9 +325,9 @@ class PredictionTable(list):
 
 
 def _shipped(model) -> Prediction:
-    from ._common import pipeline
+    from ._common import pipe_and_family
 
-    pipe, family = pipeline(model)
+    pipe, family = pipe_and_family(model)
     vae_factor = 2 ** (len(pipe.vae.config.block_out_channels) - 1)  # each VAE down block but the last halves
     side = family.default_size // vae_factor
     unet = getattr(pipe, "unet", None)

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ._common import new_figure, pipeline
+from ._common import new_figure, pipe_and_family
 
 __all__ = ["Visited", "DEFAULT_SCHEDULERS", "figure", "visited"]
 
@@ -61,7 +61,7 @@ def visited(name: str, num_inference_steps: int = 20, model=None) -> Visited:
 
     if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
         raise ValueError(f"num_inference_steps must be an integer of at least 1, not {num_inference_steps!r}")
-    pipe, _ = pipeline(model)
+    pipe, _ = pipe_and_family(model)
     sched = _scheduler(name, pipe.scheduler.config)
     sched.set_timesteps(num_inference_steps, device="cpu")
     kind = schedule_kind(sched)
@@ -98,7 +98,7 @@ def figure(schedulers=DEFAULT_SCHEDULERS, num_inference_steps: int = 20, *, mode
 
     if isinstance(schedulers, str):
         schedulers = (schedulers,)
-    pipe, family = pipeline(model)
+    pipe, family = pipe_and_family(model)
     base = pipe.scheduler
     if not hasattr(base, "alphas_cumprod"):
         raise ValueError(f"{family.name} models use a flow-matching schedule without alpha_bar; this lesson "

@@ -13,7 +13,7 @@ Gaussian vectors has norm shrunk by up to sqrt(2) at t = 0.5, a noise level the 
 
 from __future__ import annotations
 
-from ._common import new_figure, pipeline, show_image
+from ._common import new_figure, pipe_and_family, show_image
 
 __all__ = ["interpolation", "grid", "noise", "slerp"]
 
@@ -34,7 +34,7 @@ def noise(seed: int, *, model=None, width: int | None = None, height: int | None
     """
     import torch
 
-    pipe, family = pipeline(model)
+    pipe, family = pipe_and_family(model)
     denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
     if denoiser is None:
         raise ValueError(f"{family.name} models have no denoiser whose noise this lesson knows")

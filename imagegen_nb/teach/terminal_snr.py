@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ._common import decode, encode, new_figure, pipeline, show_image, to_rgb
+from ._common import decode, encode, new_figure, pipe_and_family, show_image, to_rgb
 
 __all__ = ["Leak", "figure", "follows", "leak"]
 
@@ -94,7 +94,7 @@ def leak(image=None, *, draws: int = 200, seed: int = 0, model=None) -> dict[str
 
     if not isinstance(draws, int) or draws < 1:
         raise ValueError(f"draws must be a positive integer, not {draws!r}")
-    pipe, _ = pipeline(model)
+    pipe, _ = pipe_and_family(model)
     picture = to_rgb(image) if image is not None else _default_picture()
     x0, mirror = encode(pipe, picture), encode(pipe, ImageOps.mirror(picture))
     direction = (x0 - mirror).flatten()
@@ -140,7 +140,7 @@ def follows(n: int = 64, *, seed: int = 0, model=None) -> dict[str, float]:
 
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive integer, not {n!r}")
-    pipe, family = pipeline(model)
+    pipe, family = pipe_and_family(model)
     unet, scheduler = getattr(pipe, "unet", None), pipe.scheduler
     if schedule_kind(scheduler) == "flow":
         raise ValueError(f"{family.name} models are trained by flow matching, whose sampling starts from pure noise "
@@ -202,7 +202,7 @@ def figure(image=None, *, draws: int = 200, seed: int = 0, model=None):
     import numpy as np
 
     leaks = leak(image, draws=draws, seed=seed, model=model)
-    pipe, _ = pipeline(model)
+    pipe, _ = pipe_and_family(model)
     picture = to_rgb(image) if image is not None else _default_picture()
     fig, axes = new_figure(len(leaks), 3, cell=2.2, title="what x_T, where sampling starts, leaks of the picture")
     spread = max(float(np.abs(item.scores).max()) for item in leaks.values())

@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._common import new_figure, pipeline
+from ._common import new_figure, pipe_and_family
 
 __all__ = ["Encoded", "encode", "show", "similarity", "similarity_matrix", "streams", "words"]
 
@@ -135,7 +135,7 @@ def streams(prompt: str, model=None, **call_kwargs) -> list[Encoded]:
     if unknown:
         raise TypeError(f"unexpected keyword arguments {unknown}; the encoding arguments are "
                         f"{', '.join(_ENCODING_ARGUMENTS)}")
-    pipe, family = pipeline(model)
+    pipe, family = pipe_and_family(model)
     if getattr(pipe, "tokenizer", None) is None or getattr(pipe, "text_encoder", None) is None:
         raise ValueError(f"{family.name} models have no text encoder: they are conditioned on class labels")
     args = _call_defaults(pipe, family, call_kwargs)
