@@ -526,3 +526,36 @@ def test_upload_and_input_pictures_through_kwargs(picture):
     generate = ig.Studio()
     with pytest.raises(ValueError, match="needs the inpaint task"):
         generate.kwargs = {"mask": stripe}
+
+
+def test_the_lora_box_runs_the_lora_and_its_settings_come_back(tmp_path):
+    from test_lora import _make_lora
+
+    lora = _make_lora(tmp_path / "style_a", seed=1, scale=0.2)
+    studio = ig.Studio(prompt="a red circle", seed=0, num_inference_steps=STEPS)
+    plain = studio.run_sync()
+    studio.kwargs = {"lora": {str(lora): 0.8}}
+    assert studio.kwargs["lora"] == {str(lora): 0.8}
+    styled = studio.run_sync()
+    assert ig.recipe(styled)["loras"][0]["weight"] == 0.8
+    assert np.abs(np.asarray(plain, np.int16) - np.asarray(styled, np.int16)).max() > 0
+    direct = ig.generate("a red circle", seed=0, num_inference_steps=STEPS, lora={str(lora): 0.8})
+    assert np.array_equal(np.asarray(direct), np.asarray(styled))  # the box is exactly the argument
+    studio.select(0)  # the picture without a LoRA: using its settings empties the box
+    studio.use_selected()
+    assert "lora" not in studio.kwargs and studio.lora.value == ""
+    studio.select(1)
+    studio.use_selected()
+    assert studio.kwargs["lora"] == {str(lora): 0.8}
+
+
+def test_the_lora_box_takes_one_lora_and_names_what_is_wrong():
+    studio = ig.Studio()
+    with pytest.raises(ValueError, match="one LoRA"):
+        studio.kwargs = {"lora": {"a.safetensors": 0.8, "b.safetensors": 0.4}}
+    with pytest.raises(TypeError, match="lora must be a path"):
+        studio.kwargs = {"lora": 3}
+    with pytest.raises(TypeError, match="lora weight"):
+        studio.kwargs = {"lora": {"a.safetensors": "strong"}}
+    studio.kwargs = {"lora": {"a.safetensors": 3.5}}  # beyond the slider's range: the range grows
+    assert studio.lora_weight.value == 3.5

@@ -11,6 +11,7 @@ functions do). The defaults come from the task signatures (`tasks.default`) and 
 
 from __future__ import annotations
 
+import os
 import random
 from typing import Any
 
@@ -36,9 +37,9 @@ class Controls:
 
     NAMES = ("prompt", "negative_prompt", "model", "num_inference_steps", "guidance_scale", "strength",
              "controlnet_conditioning_scale", "width", "height", "seed", "dice_button", "seed_mode", "num_images",
-             "kind")
+             "kind", "lora", "lora_weight")
     ARGUMENTS = ("prompt", "negative_prompt", "model", "num_inference_steps", "guidance_scale", "strength", "width",
-                 "height", "seed", "num_images", "kind", "controlnet_conditioning_scale")
+                 "height", "seed", "num_images", "kind", "controlnet_conditioning_scale", "lora")
 
     def __init__(self):
         full = {"width": "100%"}
@@ -68,6 +69,11 @@ class Controls:
                                                  style={"description_width": "initial"}, layout={"width": "160px"})
         self.kind = widgets.Dropdown(description="kind", options=list(preprocessors.KINDS),
                                      value=tasks.default("control", "kind"))
+        # One LoRA (or textual-inversion embedding) at a weight: `lora={path: weight}` of the task functions
+        self.lora = widgets.Text(description="lora", placeholder="a LoRA .safetensors file or folder (optional)",
+                                 layout={"width": "340px"})
+        self.lora_weight = widgets.FloatSlider(description="weight", min=-2.0, max=2.0, step=0.05, value=1.0,
+                                               continuous_update=False, layout={"width": "180px"})
 
         self.dice_button.on_click(lambda _: self.roll_seed())
         self.model.observe(self._on_model, names="value")
@@ -99,6 +105,8 @@ class Controls:
             kw.update(width=self.width.value, height=self.height.value)
         if task == "control":
             kw.update(kind=self.kind.value, controlnet_conditioning_scale=self.controlnet_conditioning_scale.value)
+        if self.lora.value.strip():
+            kw["lora"] = {self.lora.value.strip(): self.lora_weight.value}
         kw.update(seed=self.seed.value, num_images=self.num_images.value)
         return kw
 
@@ -120,12 +128,34 @@ class Controls:
             else:
                 self.seed.value = arguments.integer("seed", seed, low=0, high=arguments.MAX_SEED)
                 self.seed_mode.value = "fixed"
+        if "lora" in values:
+            self._set_lora(values.pop("lora"))
         if "kind" in values:
             self.kind.value = arguments.choice("kind", values.pop("kind"), preprocessors.KINDS, what="control kind")
         for name in ("num_inference_steps", "guidance_scale", "strength", "controlnet_conditioning_scale", "width",
                      "height", "num_images"):
             if name in values and values[name] is not None:
                 self.set_number(name, values.pop(name))
+
+    def _set_lora(self, lora) -> None:
+        """`lora=` as the task functions take it, for one LoRA: None, a path, or {path: weight}."""
+        if lora is None:
+            self.lora.value, self.lora_weight.value = "", 1.0
+            return
+        if isinstance(lora, dict):
+            if len(lora) != 1:
+                raise ValueError(f"the Studio holds one LoRA, not {len(lora)}; call ig.generate(..., "
+                                 "lora={'a.safetensors': 0.8, 'b.safetensors': 0.4}) to mix several")
+            (path, weight), = lora.items()
+        elif isinstance(lora, (str, os.PathLike)):
+            path, weight = lora, 1.0
+        else:
+            raise TypeError(f"lora must be a path or {{path: weight}}, not {type(lora).__name__}")
+        weight = arguments.number("lora weight", weight)
+        self.lora_weight.min, self.lora_weight.max = min(self.lora_weight.min, weight), max(self.lora_weight.max,
+                                                                                             weight)
+        self.lora_weight.value = weight
+        self.lora.value = os.fspath(path)
 
     def set_number(self, name: str, value) -> None:
         """Set one numeric control, checked as the task functions check it; a slider grows to hold a larger value."""

@@ -37,7 +37,8 @@ class Studio(widgets.VBox):
 
     `Studio(model=None, task="generate", **defaults)`: `defaults` are task-function arguments that fill the
     controls (`prompt`, `negative_prompt`, `num_inference_steps`, `guidance_scale`, `strength`, `width`,
-    `height`, `seed`, `num_images`, `kind`, `controlnet_conditioning_scale`, `image`, `mask`, `control_image`).
+    `height`, `seed`, `num_images`, `kind`, `controlnet_conditioning_scale`, `lora` (one LoRA: a path or
+    `{path: weight}`), `image`, `mask`, `control_image`).
 
     - `studio.kwargs` is the dict the task function gets (without `run=` and `progress=`, which the panel adds);
       assign a dict to it to fill the controls. `studio.task` is the selected task.
@@ -107,7 +108,8 @@ class Studio(widgets.VBox):
         self._size_box = widgets.VBox([self.width, self.height])
         self._control_box = widgets.VBox([self.kind, self.controlnet_conditioning_scale,
                                           widgets.HBox([widgets.Label("control map"), self.control_view])])
-        controls = widgets.VBox([self.task_selector, self.prompt, self.negative_prompt, self.model,
+        self._lora_row = widgets.HBox([self.lora, self.lora_weight])
+        controls = widgets.VBox([self.task_selector, self.prompt, self.negative_prompt, self.model, self._lora_row,
                                  self.num_inference_steps, self.guidance_scale, self.strength, self._size_box,
                                  self._seed_row, self.num_images, self._control_box, self.input_picture],
                                 layout={"width": "520px", "min_width": "420px"})
@@ -347,8 +349,9 @@ class Studio(widgets.VBox):
         recipe = Recipe.from_dict(read_recipe(picture))
         kw = {k: v for k, v in recipe.call_kwargs().items()
               if k in ("model", "negative_prompt", "num_inference_steps", "guidance_scale", "width", "height",
-                       "seed", "strength", "kind", "controlnet_conditioning_scale") and v is not None}
+                       "seed", "strength", "kind", "controlnet_conditioning_scale", "lora") and v is not None}
         kw["prompt"] = recipe.prompt
+        kw.setdefault("lora", None)  # a picture made without a LoRA clears the box
         kw["num_images"] = 1
         inputs_kept = picture.info.get(INPUTS_KEY, {})
         self.task = recipe.task
