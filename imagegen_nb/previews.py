@@ -1,4 +1,5 @@
-"""Latent -> RGB for live previews: a linear map from latent channels to colour where one is known, else the VAE.
+"""Latent -> RGB for live previews: a tiny autoencoder where the user gives one, else a linear map from latent
+channels to colour where one is known, else the VAE.
 
 A latent pixel of a Stable Diffusion VAE summarises an 8x8 patch of the picture, and its channels are close to a
 linear function of that patch's mean colour. So `rgb = latent @ W + b` (then `(rgb + 1) / 2` into [0, 1]) gives a
@@ -12,6 +13,13 @@ as much as several denoising steps.
   fitted by Keturn for SD 1.x, as collected in ComfyUI's `comfy/latent_formats.py`).
 - Anything else: a full VAE decode (slow, but right).
 
+Sharper previews, at full resolution, come from a **tiny autoencoder** (TAESD: diffusers' `AutoencoderTiny`, about
+2.4 M parameters against the SD VAE's 84 M) for the family's latent space, where the user has one:
+`use_tiny_autoencoder("madebyollin/taesd", family="sd15")` (`TINY_AUTOENCODERS` lists the published ones). It is
+loaded once, decodes every preview of that family from then on (the Studio's, `ig.trace`'s fast pictures), and
+`use_tiny_autoencoder(None, family=...)` goes back to the linear map. `python benchmarks/previews.py` measures what
+each way costs a step.
+
 >>> import imagegen_nb as ig
 >>> from imagegen_nb.previews import preview_image
 >>> frames = []
@@ -23,12 +31,15 @@ as much as several denoising steps.
 
 from __future__ import annotations
 
+import os
+import warnings
 import weakref
 from typing import Any
 
 from PIL import Image
 
-__all__ = ["FACTORS", "MAP_FILE", "family_of_pipe", "linear_map", "preview_image", "vae_decode"]
+__all__ = ["FACTORS", "MAP_FILE", "TINY_AUTOENCODERS", "family_of_pipe", "linear_map", "preview_image",
+           "tiny_autoencoder", "use_tiny_autoencoder", "vae_decode"]
 
 # Published latent -> RGB factors: rows are latent channels, columns R, G, B; output in [-1, 1]. They apply to
 # latents in the diffusion model's scale (the VAE's output times `scaling_factor`, after `shift_factor`), which is
@@ -54,6 +65,15 @@ FACTORS: dict[str, tuple[list[list[float]], list[float]]] = {
 
 MAP_FILE = "latent_rgb.json"  # a VAE folder's own map: {"weights": C x 3, "bias": 3}
 
+# The published tiny autoencoders (madebyollin's TAESD family) for the latent spaces the registry's families use.
+TINY_AUTOENCODERS: dict[str, str] = {
+    "sd15": "madebyollin/taesd", "sd-turbo": "madebyollin/taesd", "sdxl": "madebyollin/taesdxl",
+    "sdxl-turbo": "madebyollin/taesdxl", "pixart-sigma": "madebyollin/taesdxl", "sd3": "madebyollin/taesd3",
+    "flux-schnell": "madebyollin/taef1", "flux-dev": "madebyollin/taef1", "zimage-turbo": "madebyollin/taef1",
+}
+
+_tiny: dict[str, Any] = {}  # family -> AutoencoderTiny, as the user set it
+_tiny_on_device: dict[tuple[str, str, str], Any] = {}  # (family, device, dtype) -> that autoencoder moved there
 _shipped: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # VAE module -> (W, b) or None
 _on_device: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # VAE module -> {(device, family): (W, b)}
 
@@ -65,6 +85,75 @@ def family_of_pipe(pipe) -> str | None:
 
     held = cache.shared.family_of(pipe)
     return held if held is not None else registry.family_of_pipeline(pipe)
+
+
+def use_tiny_autoencoder(autoencoder, *, family: str, allow_pickle: bool = False) -> None:
+    """Decode the previews of `family`'s models with a tiny autoencoder: an `AutoencoderTiny`, a local folder or a
+    Hub id (loaded once, in float32 on the CPU; moved to a run's device the first time it is needed). None goes
+    back to the linear map (or the VAE).
+
+    >>> from diffusers import AutoencoderTiny
+    >>> from imagegen_nb import previews
+    >>> previews.use_tiny_autoencoder(AutoencoderTiny(decoder_block_out_channels=(8, 8, 8, 8)), family="sd15")
+    >>> previews.tiny_autoencoder("sd15").config.latent_channels
+    4
+    >>> previews.use_tiny_autoencoder(None, family="sd15")
+    >>> previews.tiny_autoencoder("sd15") is None
+    True
+    """
+    from . import arguments, registry
+
+    family = arguments.choice("family", family, tuple(registry.FAMILIES))
+    for key in [k for k in _tiny_on_device if k[0] == family]:
+        del _tiny_on_device[key]
+    if autoencoder is None:
+        _tiny.pop(family, None)
+        return
+    from diffusers import AutoencoderTiny
+
+    if isinstance(autoencoder, AutoencoderTiny):
+        _tiny[family] = autoencoder.eval()
+        return
+    if not isinstance(autoencoder, (str, os.PathLike)):
+        raise TypeError(f"autoencoder must be an AutoencoderTiny, a folder or a Hub id (e.g. "
+                        f"{TINY_AUTOENCODERS.get(family, 'madebyollin/taesd')!r}), or None, not "
+                        f"{type(autoencoder).__name__}")
+    from . import cache
+    from .errors import ModelNotFoundError
+
+    source = os.fspath(autoencoder)
+    try:
+        with cache.quiet_diffusers():
+            _tiny[family] = AutoencoderTiny.from_pretrained(source, use_safetensors=not allow_pickle).eval()
+    except (OSError, ValueError) as err:
+        raise ModelNotFoundError(f"no tiny autoencoder could be loaded from {source!r} ({type(err).__name__}: "
+                                 f"{str(err).splitlines()[0] if str(err) else ''}); give a folder saved by "
+                                 "AutoencoderTiny.save_pretrained or a Hub id such as "
+                                 f"{TINY_AUTOENCODERS.get(family, 'madebyollin/taesd')!r}") from None
+
+
+def tiny_autoencoder(family: str | None):
+    """The tiny autoencoder set for `family` with `use_tiny_autoencoder`, or None."""
+    return _tiny.get(family) if family is not None else None
+
+
+def _tiny_on(latent, family: str | None):
+    """The family's tiny autoencoder on the latent's device and dtype (moved once), if one is set and fits."""
+    ae = tiny_autoencoder(family)
+    if ae is None:
+        return None
+    if ae.config.latent_channels != latent.shape[1]:
+        warnings.warn(f"the tiny autoencoder set for {family} takes {ae.config.latent_channels} latent channels, "
+                      f"but this model's latents have {latent.shape[1]}; previewing without it", stacklevel=3)
+        return None
+    key = (family, str(latent.device), str(latent.dtype))
+    if key not in _tiny_on_device:
+        import copy
+
+        moved = ae if (next(ae.parameters()).device, next(ae.parameters()).dtype) == (latent.device, latent.dtype) \
+            else copy.deepcopy(ae).to(latent.device, latent.dtype)
+        _tiny_on_device[key] = moved
+    return _tiny_on_device[key]
 
 
 def linear_map(family: str | None, pipe=None):
@@ -139,7 +228,8 @@ def preview_image(step_or_latent: Any, pipe=None, *, family: str | None = None,
 
     `pipe` defaults to the step's pipeline; `family` to the pipeline's registry family. With a linear map this is
     one (h*w x C) @ (C x 3) product and a copy of h*w*3 bytes: no VAE. The picture has latent resolution (1/8 or,
-    for the built-in model, 1/4 of the image's side) and shows enlarged with crisp pixels in a notebook.
+    for the built-in model, 1/4 of the image's side) and shows enlarged with crisp pixels in a notebook. With a
+    tiny autoencoder set for the family (`use_tiny_autoencoder`) it is that decoder's full-size picture instead.
     Packed FLUX latents (1 x tokens x 64) are unpacked first; `size=(latent_width, latent_height)` is needed
     when the image is not square.
 
@@ -170,6 +260,13 @@ def preview_image(step_or_latent: Any, pipe=None, *, family: str | None = None,
     else:
         raise ValueError(f"expected a latent of shape (B, C, H, W) or (C, H, W), not {tuple(latent.shape)}")
     with torch.inference_mode():
+        ae = _tiny_on(latent, family)
+        if ae is not None:
+            # the formula a pipeline applies when the tiny autoencoder stands in for its VAE
+            z = latent / ae.config.scaling_factor + (ae.config.shift_factor or 0.0)
+            decoded = ae.decode(z, return_dict=False)[0][0]  # (3, H, W) in [-1, 1]
+            pixels = ((decoded.float() + 1.0) * 127.5).clamp(0, 255).round().to(torch.uint8)
+            return enlarge_when_small(Image.fromarray(pixels.permute(1, 2, 0).cpu().numpy(), "RGB"))
         wb = _map_on(latent, family, pipe)
         if wb is None:
             if pipe is None:

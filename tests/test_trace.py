@@ -429,3 +429,63 @@ def test_a_finished_run_lets_an_evicted_pipeline_go():
     ig.cache.clear()
     gc.collect()
     assert pipe_ref() is None and run.pipe is None
+
+
+# -- tiny autoencoders ------------------------------------------------------------------------------------------
+
+def _tiny_ae(seed: int = 0, latent_channels: int = 4):
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(seed)
+    return AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
+                           latent_channels=latent_channels, scaling_factor=0.5, shift_factor=0.1)
+
+
+@pytest.fixture
+def unset_tiny_autoencoders():
+    yield
+    for family in list(previews._tiny):
+        previews.use_tiny_autoencoder(None, family=family)
+
+
+def test_a_tiny_autoencoder_decodes_the_previews_of_its_family(tmp_path, unset_tiny_autoencoders):
+    ae = _tiny_ae()
+    latent = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert previews.preview_image(latent, family="sd15").size == (8, 8)  # the linear map: latent resolution
+    previews.use_tiny_autoencoder(ae, family="sd15")
+    picture = previews.preview_image(latent, family="sd15")
+    with torch.no_grad():  # what a pipeline does with it standing in for its VAE: z / scaling + shift, decode
+        x = ae.decode(latent / 0.5 + 0.1).sample[0]
+    expected = ((x + 1) * 127.5).clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    assert picture.size == (64, 64) and np.array_equal(np.asarray(picture), expected)
+    assert previews.preview_image(latent, family="sdxl").size == (8, 8)  # another family keeps its map
+    ae.save_pretrained(tmp_path / "taesd")  # a folder loads to the same decoder
+    previews.use_tiny_autoencoder(tmp_path / "taesd", family="sd15")
+    assert previews.tiny_autoencoder("sd15") is not ae
+    assert np.array_equal(np.asarray(previews.preview_image(latent, family="sd15")), expected)
+    previews.use_tiny_autoencoder(None, family="sd15")
+    assert previews.preview_image(latent, family="sd15").size == (8, 8)
+
+
+def test_a_run_previews_through_the_tiny_autoencoder(unset_tiny_autoencoders):
+    previews.use_tiny_autoencoder(_tiny_ae(), family="tiny")
+    frames = []
+    ig.generate("a red circle", seed=0, num_inference_steps=3, progress=False,
+                run=ig.Run(on_step=lambda run, step: frames.append(previews.preview_image(step, step.pipe))))
+    assert [f.size for f in frames] == [(128, 128)] * 3  # the built-in 16x16 latent, decoded 8x by the tiny one
+    assert len({f.tobytes() for f in frames}) == 3  # each step's own x0
+
+
+def test_tiny_autoencoder_mistakes_are_named(tmp_path, unset_tiny_autoencoders):
+    from imagegen_nb.errors import ModelNotFoundError
+
+    with pytest.raises(TypeError, match="autoencoder must be an AutoencoderTiny"):
+        previews.use_tiny_autoencoder(3, family="sd15")
+    with pytest.raises(ValueError, match="family"):
+        previews.use_tiny_autoencoder(_tiny_ae(), family="sd1.5")
+    with pytest.raises(ModelNotFoundError, match="no tiny autoencoder"):
+        previews.use_tiny_autoencoder(tmp_path / "nothing", family="sd15")
+    previews.use_tiny_autoencoder(_tiny_ae(latent_channels=16), family="sd15")
+    with pytest.warns(UserWarning, match="16 latent channels"):
+        picture = previews.preview_image(torch.zeros(1, 4, 8, 8), family="sd15")
+    assert picture.size == (8, 8)  # the linear map instead
