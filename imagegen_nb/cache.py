@@ -15,7 +15,7 @@ import threading
 import warnings
 from collections import OrderedDict
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -199,7 +199,7 @@ class PipelineCache:
             raise ValueError(f"family must be one of {', '.join(registry.FAMILIES)}, not {family!r}")
         fam = registry.FAMILIES[family]
         current = devices.current()
-        placement = devices.Placement(current.device, dtype_of(pipe), current.memory)
+        placement = replace(current, dtype=dtype_of(pipe))
         with self.lock:
             self._drop(name)
             entry = self._new_entry(name, name, fam, pipe, placement, added=True)
@@ -284,7 +284,7 @@ class PipelineCache:
         location, family = registry.resolve(None if name == registry.BUILTIN else name, allow_pickle=allow_pickle)
         placement = devices.current()
         if dtype is not None:
-            placement = devices.Placement(placement.device, devices.check_dtype(dtype), placement.memory)
+            placement = replace(placement, dtype=devices.check_dtype(dtype))
         kwargs: dict[str, Any] = {"dtype": placement.torch_dtype}
         if not allow_pickle:
             kwargs["use_safetensors"] = True

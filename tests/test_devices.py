@@ -165,3 +165,38 @@ def test_cpu_calls_of_a_small_model_run_on_one_thread_and_restore_torchs_count()
     assert devices.cpu_threads(10**6) == 1
     with pytest.raises(ValueError, match="n must be at least 1"):
         ig.set_threads(0)
+
+
+def test_compile_puts_the_denoiser_through_torch_compile_with_the_same_pixels():
+    import numpy as np
+
+    def picture():
+        return np.asarray(ig.generate("a red circle", seed=0, num_inference_steps=3, progress=False))
+
+    torch.set_num_threads(1)
+    cache.clear()
+    plain = picture()
+    assert getattr(cache.shared.entry(None).base.unet, "_compiled_call_impl", None) is None
+    # the "eager" backend runs the graph torch.compile captures without generating kernels: the wiring, quickly
+    assert ig.set_device("cpu", compile="eager").compile == "eager"
+    cache.clear()
+    try:
+        compiled = picture()
+        unet = cache.shared.entry(None).base.unet
+        assert unet._compiled_call_impl is not None
+        assert cache.shared.pipeline(None, "edit")[1].unet is unet  # the task pipelines share the compiled UNet
+        assert cache.shared.entry(None, dtype="float32").placement.compile == "eager"
+        assert np.array_equal(plain, compiled)
+    finally:
+        ig.set_device(None)
+        cache.clear()
+    assert ig.set_device("cpu", compile=True).compile == "inductor"
+    assert ig.set_device(None).compile is None
+
+
+def test_compile_mistakes_are_named():
+    with pytest.raises(ValueError, match="compile= backend 'inductr'; did you mean 'inductor'"):
+        ig.set_device("cpu", compile="inductr")
+    with pytest.raises(TypeError, match="compile must be True, False or a torch.compile backend"):
+        ig.set_device("cpu", compile=1)
+    assert devices.current().compile is None  # nothing changed
