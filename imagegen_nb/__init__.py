@@ -43,6 +43,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "Comparison": ("comparisons", "Comparison"),
     "Studio": ("widgets.studio", "Studio"),
     "MaskCanvas": ("widgets.mask_canvas", "MaskCanvas"),
+    "MaskPainter": ("widgets.mask_painter", "MaskPainter"),
     "TracePlayer": ("widgets.trace_player", "TracePlayer"),
     "cache": ("cache", None),
     "registry": ("registry", None),
@@ -85,6 +86,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .tasks import control, edit, generate, inpaint, regenerate
     from .traces import Trace, trace
     from .widgets.mask_canvas import MaskCanvas
+    from .widgets.mask_painter import MaskPainter
     from .widgets.studio import Studio
     from .widgets.trace_player import TracePlayer
     from .workflows import hires_fix, outpaint

@@ -164,3 +164,67 @@ def test_studio_and_mask_canvas_in_jupyterlab(lab):
     assert 6 <= xmin <= 11 and 39 <= xmax <= 44, text  # from x = 10 to 40 with a brush of 8 pixels
     assert 5 <= ymin <= 7 and 13 <= ymax <= 14, text
     assert count <= 39 * 9, text
+
+
+PAINTER = """\
+import imagegen_nb as ig
+from PIL import Image
+painter = ig.MaskPainter(Image.new("RGB", (64, 64), "white"), brush_size=8)
+painter"""
+PAINTER_READBACK = """\
+import numpy as np
+m = painter.mask_array
+ys, xs = np.nonzero(m)
+print("PAINTED", int(m.sum()), *([int(xs.min()), int(xs.max()), int(ys.min()), int(ys.max())] if m.any() else []))"""
+
+
+def test_mask_painter_paints_without_a_canvas_extension(deps, tmp_path):
+    """The anywidget fallback: its own code draws the canvas, the stroke comes back to the kernel as the mask."""
+    from playwright.sync_api import sync_playwright
+
+    root = tmp_path / "root"
+    root.mkdir()
+    jl.write_notebook(root / "painter.ipynb", [PAINTER, PAINTER_READBACK])
+    server = jl.start(root, tmp_path)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=jl.CHROMIUM, headless=True, args=jl.CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1200, "height": 1000})
+            try:
+                page.goto(server.page("painter.ipynb"))
+                page.locator(".jp-Notebook .jp-Cell .cm-content").first.wait_for(timeout=60_000)
+                page.locator(".jp-StatusBar-Widget", has_text="Idle").first.wait_for(timeout=60_000)
+                run_cell(page, 0)
+                canvas = page.locator(".ig-mask-painter canvas").first
+                canvas.wait_for(timeout=60_000)
+                canvas.scroll_into_view_if_needed()
+                box = canvas.bounding_box()
+                assert box and abs(box["width"] - 256) < 2, box  # 64 px shown 4x
+                x0, y0 = box["x"], box["y"]
+                page.mouse.move(x0 + 40, y0 + 40)  # picture pixel (10, 10)
+                page.mouse.down()
+                for i in range(1, 11):
+                    page.mouse.move(x0 + 40 + 12 * i, y0 + 40)  # to (40, 10)
+                page.mouse.up()
+                page.wait_for_timeout(500)
+                cell = page.locator(".jp-Notebook .jp-Cell").nth(0).locator(".jp-OutputArea")
+                shot(page, "6-mask-painter", cell)
+                run_cell(page, 1)
+                output = page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".jp-OutputArea-output")
+                output.filter(has_text="PAINTED").wait_for(timeout=30_000)
+                text = output.inner_text()
+            except Exception:
+                shot(page, "painter-failure")
+                print(server.log.read_text()[-5000:])
+                raise
+            finally:
+                browser.close()
+    finally:
+        server.stop()
+
+    found = re.search(r"PAINTED (\d+) (\d+) (\d+) (\d+) (\d+)", text)
+    assert found, f"no mask read back: {text}"
+    count, xmin, xmax, ymin, ymax = map(int, found.groups())
+    assert 5 <= xmin <= 7 and 43 <= xmax <= 45, text  # from x = 10 to 40 with a round brush of 8 pixels
+    assert 5 <= ymin <= 7 and 13 <= ymax <= 15, text
+    assert count <= 39 * 9, text

@@ -1,10 +1,10 @@
 """Notebook widgets, thin views over the task functions: `Studio` (a panel that collects the arguments of
-`ig.generate` / `edit` / `inpaint` / `control` and calls them), `MaskCanvas` (paint an inpainting mask) and
-`TracePlayer` (step through a recorded denoising run).
+`ig.generate` / `edit` / `inpaint` / `control` and calls them), `MaskCanvas` (paint an inpainting mask),
+`MaskPainter` (the same where ipycanvas cannot render) and `TracePlayer` (step through a recorded denoising run).
 
-They need ipywidgets 8 (and ipycanvas for `MaskCanvas`); `import imagegen_nb` does not import them: the classes
-load on first use (`ig.Studio`). In Google Colab, importing this package turns on Colab's custom widget manager,
-without which third-party widgets such as ipycanvas's do not render there.
+They need ipywidgets 8 (ipycanvas for `MaskCanvas`, anywidget for `MaskPainter`); `import imagegen_nb` does not
+import them: the classes load on first use (`ig.Studio`). In Google Colab, importing this package turns on Colab's
+custom widget manager, without which third-party widgets such as ipycanvas's do not render there.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["MaskCanvas", "Studio", "TracePlayer"]
+__all__ = ["MaskCanvas", "MaskPainter", "Studio", "TracePlayer"]
 
-_LAZY = {"Studio": "studio", "MaskCanvas": "mask_canvas", "TracePlayer": "trace_player"}
+_LAZY = {"Studio": "studio", "MaskCanvas": "mask_canvas", "MaskPainter": "mask_painter",
+         "TracePlayer": "trace_player"}
 
 
 def _enable_colab_widgets() -> None:
@@ -43,5 +44,6 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from .mask_canvas import MaskCanvas
+    from .mask_painter import MaskPainter
     from .studio import Studio
     from .trace_player import TracePlayer

@@ -41,8 +41,9 @@ class MaskCanvas(widgets.VBox):
             this size, pixels as squares.
 
     In Google Colab, `import imagegen_nb.widgets` (which `ig.MaskCanvas` does) calls
-    `google.colab.output.enable_custom_widget_manager()`, without which the canvas does not show there. Where it
-    still does not show (a viewer without widget support), make the mask in code instead and pass it to
+    `google.colab.output.enable_custom_widget_manager()`, without which the canvas does not show there. Where
+    ipycanvas cannot render (VS Code offline, a frontend without its extension), `ig.MaskPainter` does the same job
+    with code that travels with the widget. Where no widget shows (a static viewer), make the mask in code, pass it to
     `ig.inpaint`: a numpy bool array (`mask = np.zeros((h, w), bool); mask[y0:y1, x0:x1] = True`) or a PIL image;
     or assign one to `canvas.mask`, or paint from code with `canvas.mouse_down/mouse_move/mouse_up`.
 
