@@ -228,8 +228,11 @@ def _load_embedding(entry, lora: Lora, what: str) -> None:
                          f"Stable Diffusion pipelines; {what} is a {type(base).__name__}")
     from transformers.utils import logging as tlog
 
+    from .cache import param_bytes
+
     level = tlog.get_verbosity()
     tlog.set_verbosity_error()  # (how the new vocabulary rows start: they are overwritten at once)
+    before = param_bytes(*_modules(base))
     try:
         with _silent():
             base.load_textual_inversion(str(lora.file), token=lora.name)
@@ -239,6 +242,7 @@ def _load_embedding(entry, lora: Lora, what: str) -> None:
     finally:
         tlog.set_verbosity(level)
     entry.loras[lora.adapter] = lora.file
+    entry.nbytes += max(0, param_bytes(*_modules(base)) - before)  # the word's new rows of the vocabulary
 
 
 @contextmanager

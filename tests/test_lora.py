@@ -319,10 +319,12 @@ def test_a_textual_inversion_embedding_adds_a_word_and_changes_nothing_else(tmp_
     file = tmp_path / "shiny.safetensors"
     save_file({"emb_params": red[None]}, file)  # A1111's layout: one vector, the word "red"'s
     plain = ig.generate("a red circle", seed=0, num_inference_steps=4, progress=False)
+    held = ig.cache.info()["bytes"]
     assert (pixels(ig.generate("a red circle", seed=0, num_inference_steps=4, progress=False, lora=file))
             == pixels(plain)).all()  # prompts without the new word are untouched
     shiny = ig.generate("a shiny circle", seed=0, num_inference_steps=4, progress=False, lora=file)
     assert (pixels(shiny) == pixels(plain)).all()  # the new word is exactly the vector it was given
+    assert ig.cache.info()["bytes"] == held + red.numel() * red.element_size()  # its vocabulary row is counted
     (record,) = ig.recipe(shiny)["loras"]
     assert record["kind"] == "embedding" and record["name"] == "shiny"
     assert 'TI hashes: "shiny: ' in ig.Recipe.from_dict(ig.recipe(shiny)).parameters()
