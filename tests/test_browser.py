@@ -1,7 +1,9 @@
-"""End to end in a real browser: JupyterLab in a temporary folder, opened in headless Chromium by Playwright.
+"""End to end in a real browser: JupyterLab and Jupyter Notebook 7 in a temporary folder, opened in headless
+Chromium by Playwright.
 
 The notebook shows the studio and a mask canvas; the test clicks Generate and waits for the picture, drags across
-the canvas, and reads the mask back from the kernel. Screenshots go to test-artifacts/. What it needs is
+the canvas, reads the mask back from the kernel and steps the trace player; a second notebook paints with the
+MaskPainter. Screenshots go to test-artifacts/. What it needs is
 installed by scripts/browser_test_deps.sh where missing; the test skips only if chromium cannot be installed.
 """
 
@@ -57,14 +59,27 @@ def deps():
         assert not still, f"scripts/browser_test_deps.sh did not install {', '.join(still)}"
 
 
-@pytest.fixture
-def lab(deps, tmp_path):
+APPS = ["lab", "notebook"]  # JupyterLab and Jupyter Notebook 7
+
+
+@pytest.fixture(params=APPS)
+def lab(deps, tmp_path, request):
     root = tmp_path / "root"
     root.mkdir()
     jl.write_notebook(root / "studio.ipynb", [SETUP, CANVAS, READBACK, PLAYER])
-    server = jl.start(root, tmp_path)
+    server = jl.start(root, tmp_path, app=request.param)
     yield server
     server.stop()
+
+
+def open_notebook(page, server, notebook: str) -> None:
+    """Open `notebook` and wait until its kernel is idle: cells run before it is connected are dropped."""
+    page.goto(server.page(notebook))
+    page.locator(".jp-Notebook .jp-Cell .cm-content").first.wait_for(timeout=60_000)
+    if server.app == "lab":
+        page.locator(".jp-StatusBar-Widget", has_text="Idle").first.wait_for(timeout=60_000)
+    server.wait_for_idle_kernel()
+    page.wait_for_timeout(1000)  # the frontend's own session connects after the kernel reports idle
 
 
 def run_cell(page, index: int) -> None:
@@ -74,31 +89,28 @@ def run_cell(page, index: int) -> None:
     page.keyboard.press("Shift+Enter")
 
 
-def shot(page, name: str, locator=None) -> Path:
+def shot(page, name: str, locator=None, app: str = "lab") -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / f"browser-{name}.png"
+    path = ARTIFACTS / f"browser-{app}-{name}.png"
     (locator or page).screenshot(path=str(path))
     return path
 
 
-def test_studio_and_mask_canvas_in_jupyterlab(lab):
+def test_studio_mask_canvas_and_trace_player(lab):
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=jl.CHROMIUM, headless=True, args=jl.CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1400})
-            page.goto(lab.page("studio.ipynb"))
-            page.locator(".jp-Notebook .jp-Cell .cm-content").first.wait_for(timeout=60_000)
-            # cells run before the kernel is connected are dropped: wait for the status bar to say Idle
-            page.locator(".jp-StatusBar-Widget", has_text="Idle").first.wait_for(timeout=60_000)
+            open_notebook(page, lab, "studio.ipynb")
 
             # 1. the studio renders
             run_cell(page, 0)
             generate = page.locator("button.widget-button", has_text="Generate")
             generate.wait_for(timeout=40_000)
             studio = page.locator(".jp-Notebook .jp-Cell").nth(0).locator(".jp-OutputArea")
-            shot(page, "1-studio", studio)
+            shot(page, "1-studio", studio, app=lab.app)
             assert page.locator("textarea").filter(has_text="").count() >= 2  # prompt and negative prompt
 
             # 2. Generate: a picture appears (64x64 pixels shown enlarged) and lands in the gallery
@@ -109,12 +121,12 @@ def test_studio_and_mask_canvas_in_jupyterlab(lab):
                 "i => i.naturalWidth === 64 && i.getBoundingClientRect().width >= 255)", timeout=10_000)
             # the button comes back after the run's last message (the gallery is filled first)
             expect(generate).to_be_enabled(timeout=30_000)
-            shot(page, "2-generated", studio)
+            shot(page, "2-generated", studio, app=lab.app)
 
             # 2b. send it to Inpaint: a mask canvas opens in the studio, over the picture
             page.locator("button.widget-button", has_text="→ Inpaint").click()
             studio.locator("canvas").first.wait_for(timeout=30_000)
-            shot(page, "2b-inpaint", studio)
+            shot(page, "2b-inpaint", studio, app=lab.app)
 
             # 3. drag across the mask canvas (64x64 shown 6x: canvas pixels 60..240 are picture pixels 10..40)
             run_cell(page, 1)
@@ -131,14 +143,14 @@ def test_studio_and_mask_canvas_in_jupyterlab(lab):
                 page.mouse.move(x0 + 60 + 18 * i, y0 + 60)
             page.mouse.up()
             page.wait_for_timeout(500)
-            shot(page, "3-mask", canvas_cell.locator(".jp-OutputArea"))
+            shot(page, "3-mask", canvas_cell.locator(".jp-OutputArea"), app=lab.app)
 
             # 4. the kernel's mask is white where the drag went, and nowhere else
             run_cell(page, 2)
             output = page.locator(".jp-Notebook .jp-Cell").nth(2).locator(".jp-OutputArea-output")
             output.filter(has_text="MASK").wait_for(timeout=30_000)
             text = output.inner_text()
-            shot(page, "4-readback")
+            shot(page, "4-readback", app=lab.app)
 
             # 5. the trace player shows x_t, x0 and the noise of a step, with its noise level
             run_cell(page, 3)
@@ -148,9 +160,9 @@ def test_studio_and_mask_canvas_in_jupyterlab(lab):
                 "() => [...document.querySelectorAll('img.ig-pixelated')].filter("
                 "i => i.naturalWidth === 64 && i.getBoundingClientRect().width >= 190).length >= 4", timeout=10_000)
             player_text = player.inner_text()
-            shot(page, "5-trace-player", player)
+            shot(page, "5-trace-player", player, app=lab.app)
         except Exception:
-            shot(page, "failure")  # what the browser showed when it went wrong
+            shot(page, "failure", app=lab.app)  # what the browser showed when it went wrong
             print(lab.log.read_text()[-5000:])
             raise
         finally:
@@ -178,22 +190,21 @@ ys, xs = np.nonzero(m)
 print("PAINTED", int(m.sum()), *([int(xs.min()), int(xs.max()), int(ys.min()), int(ys.max())] if m.any() else []))"""
 
 
-def test_mask_painter_paints_without_a_canvas_extension(deps, tmp_path):
+@pytest.mark.parametrize("app", APPS)
+def test_mask_painter_paints_without_a_canvas_extension(deps, tmp_path, app):
     """The anywidget fallback: its own code draws the canvas, the stroke comes back to the kernel as the mask."""
     from playwright.sync_api import sync_playwright
 
     root = tmp_path / "root"
     root.mkdir()
     jl.write_notebook(root / "painter.ipynb", [PAINTER, PAINTER_READBACK])
-    server = jl.start(root, tmp_path)
+    server = jl.start(root, tmp_path, app=app)
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=jl.CHROMIUM, headless=True, args=jl.CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1200, "height": 1000})
             try:
-                page.goto(server.page("painter.ipynb"))
-                page.locator(".jp-Notebook .jp-Cell .cm-content").first.wait_for(timeout=60_000)
-                page.locator(".jp-StatusBar-Widget", has_text="Idle").first.wait_for(timeout=60_000)
+                open_notebook(page, server, "painter.ipynb")
                 run_cell(page, 0)
                 canvas = page.locator(".ig-mask-painter canvas").first
                 canvas.wait_for(timeout=60_000)
@@ -208,13 +219,13 @@ def test_mask_painter_paints_without_a_canvas_extension(deps, tmp_path):
                 page.mouse.up()
                 page.wait_for_timeout(500)
                 cell = page.locator(".jp-Notebook .jp-Cell").nth(0).locator(".jp-OutputArea")
-                shot(page, "6-mask-painter", cell)
+                shot(page, "6-mask-painter", cell, app=app)
                 run_cell(page, 1)
                 output = page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".jp-OutputArea-output")
                 output.filter(has_text="PAINTED").wait_for(timeout=30_000)
                 text = output.inner_text()
             except Exception:
-                shot(page, "painter-failure")
+                shot(page, "painter-failure", app=app)
                 print(server.log.read_text()[-5000:])
                 raise
             finally:

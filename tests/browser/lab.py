@@ -1,4 +1,5 @@
-"""Start and stop a JupyterLab server for the browser test, and install what it needs where that is missing."""
+"""Start and stop a JupyterLab or Jupyter Notebook 7 server for the browser tests, and install what they need where
+that is missing."""
 
 from __future__ import annotations
 
@@ -22,9 +23,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 
 
 def missing() -> list[str]:
-    """What the browser test lacks: chromium, jupyterlab, playwright."""
+    """What the browser test lacks: chromium, jupyterlab, notebook, playwright."""
     out = [] if os.access(CHROMIUM, os.X_OK) else ["chromium"]
-    for module in ("jupyterlab", "playwright"):
+    for module in ("jupyterlab", "notebook", "playwright"):
         try:
             __import__(module)
         except ImportError:
@@ -60,12 +61,13 @@ def _free_port() -> int:
 
 @dataclass
 class Lab:
-    """A running JupyterLab: its address, token and process (the server started by `start`)."""
+    """A running JupyterLab or Notebook 7: its address, token and process (the server started by `start`)."""
 
     url: str
     token: str
     process: subprocess.Popen
     log: Path
+    app: str = "lab"
 
     def api(self, path: str, method: str = "GET"):
         request = urllib.request.Request(f"{self.url}{path}", method=method,
@@ -75,7 +77,19 @@ class Lab:
         return json.loads(body) if body else None
 
     def page(self, notebook: str) -> str:
+        if self.app == "notebook":
+            return f"{self.url}/notebooks/{notebook}?token={self.token}"
         return f"{self.url}/lab/tree/{notebook}?token={self.token}&reset"
+
+    def wait_for_idle_kernel(self, timeout: float = 60) -> None:
+        """Until the notebook's kernel has started and is idle (cells run before that are dropped)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            kernels = self.api("/api/kernels")
+            if kernels and all(k.get("execution_state") == "idle" for k in kernels):
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"no idle kernel after {timeout} s: {self.api('/api/kernels')}")
 
     def stop(self) -> None:
         """Shut down the kernels this server started, then the server (its own process group only)."""
@@ -93,8 +107,9 @@ class Lab:
                 self.process.wait(10)
 
 
-def start(root: Path, home: Path, timeout: float = 60) -> Lab:
-    """JupyterLab on 127.0.0.1 with a token, serving `root`, with its config and runtime files under `home`."""
+def start(root: Path, home: Path, timeout: float = 60, app: str = "lab") -> Lab:
+    """JupyterLab (`app="lab"`) or Jupyter Notebook 7 (`app="notebook"`) on 127.0.0.1 with a token, serving
+    `root`, with its config and runtime files under `home`."""
     token = secrets.token_hex(16)
     # no "get Jupyter news?" question over the screenshots
     notification = home / "lab-settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
@@ -106,24 +121,25 @@ def start(root: Path, home: Path, timeout: float = 60) -> Lab:
                JUPYTERLAB_SETTINGS_DIR=str(home / "lab-settings"), IPYTHONDIR=str(home / "ipython"),
                OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1",
                PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
-    command = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
-               f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-               "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--LabApp.news_url=None",
-               "--LabApp.extension_manager=readonly"]
+    command = [sys.executable, "-m", "jupyterlab" if app == "lab" else "notebook", "--no-browser", f"--port={port}",
+               "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"]
+    if app == "lab":
+        command += ["--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--LabApp.news_url=None",
+                    "--LabApp.extension_manager=readonly"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:  # containers and CI machines often run as root
         command.append("--allow-root")
     with open(log, "w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root,
                                    start_new_session=True)
-    lab = Lab(f"http://127.0.0.1:{port}", token, process, log)
+    lab = Lab(f"http://127.0.0.1:{port}", token, process, log, app)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"JupyterLab exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(f"Jupyter {app} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
         try:
             lab.api("/api/status")
             return lab
         except Exception:
             time.sleep(0.5)
     lab.stop()
-    raise RuntimeError(f"JupyterLab did not answer within {timeout} s:\n{log.read_text()[-3000:]}")
+    raise RuntimeError(f"Jupyter {app} did not answer within {timeout} s:\n{log.read_text()[-3000:]}")
