@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what tests/test_browser.py needs, where it is missing: Debian's chromium (Playwright cannot download its
-# own browser builds here) and, into the current Python environment, JupyterLab, Jupyter Notebook 7 and
-# Playwright's Python package.
+# own browser builds here) and, into the current Python environment, JupyterLab, Jupyter Notebook 7,
+# Voila and Playwright's Python package.
 # Safe to run again: each step is skipped when its tool is already there. Exit status 0 only if all are there.
 set -euo pipefail
 
@@ -19,9 +19,9 @@ if [ ! -x /usr/bin/chromium ]; then
     fi
 fi
 
-if ! "$PYTHON" -c "import jupyterlab, notebook, playwright" >/dev/null 2>&1; then
-    "$PYTHON" -m pip install -q jupyterlab "notebook>=7" playwright
+if ! "$PYTHON" -c "import jupyterlab, notebook, voila, playwright" >/dev/null 2>&1; then
+    "$PYTHON" -m pip install -q jupyterlab "notebook>=7" voila playwright
 fi
 
 /usr/bin/chromium --version >/dev/null 2>&1
-"$PYTHON" -c "import jupyterlab, notebook, playwright, ipykernel"
+"$PYTHON" -c "import jupyterlab, notebook, voila, playwright, ipykernel"

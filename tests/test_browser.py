@@ -3,7 +3,7 @@ Chromium by Playwright.
 
 The notebook shows the studio and a mask canvas; the test clicks Generate and waits for the picture, drags across
 the canvas, reads the mask back from the kernel and steps the trace player; a second notebook paints with the
-MaskPainter. Screenshots go to test-artifacts/. What it needs is
+MaskPainter; a third is served as a Voila app and generates. Screenshots go to test-artifacts/. What it needs is
 installed by scripts/browser_test_deps.sh where missing; the test skips only if chromium cannot be installed.
 """
 
@@ -239,3 +239,46 @@ def test_mask_painter_paints_without_a_canvas_extension(deps, tmp_path, app):
     assert 5 <= xmin <= 7 and 43 <= xmax <= 45, text  # from x = 10 to 40 with a round brush of 8 pixels
     assert 5 <= ymin <= 7 and 13 <= ymax <= 15, text
     assert count <= 39 * 9, text
+
+
+VOILA_STUDIO = """\
+import torch
+torch.set_num_threads(1)
+import imagegen_nb as ig
+studio = ig.Studio(prompt="a red circle", seed=0, num_inference_steps=4)
+studio"""
+
+
+def test_studio_as_a_voila_app(deps, tmp_path):
+    """A Studio notebook served by Voila (the server extension of the test's JupyterLab): the app shows only the
+    widgets, Generate runs and the picture lands in the gallery."""
+    from playwright.sync_api import expect, sync_playwright
+
+    root = tmp_path / "root"
+    root.mkdir()
+    jl.write_notebook(root / "app.ipynb", [VOILA_STUDIO])
+    server = jl.start(root, tmp_path)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=jl.CHROMIUM, headless=True, args=jl.CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1200})
+            try:
+                page.goto(f"{server.url}/voila/render/app.ipynb?token={server.token}")
+                generate = page.locator("button.widget-button", has_text="Generate")
+                generate.wait_for(timeout=120_000)  # Voila runs the notebook before it shows the app
+                assert page.locator(".cm-content").count() == 0  # no code cells in an app
+                generate.click()
+                page.locator("button.widget-button", has_text="#1 · seed 0").wait_for(timeout=120_000)
+                page.wait_for_function(
+                    "() => [...document.querySelectorAll('img.ig-pixelated')].some(i => i.naturalWidth === 64)",
+                    timeout=10_000)
+                expect(generate).to_be_enabled(timeout=30_000)
+                shot(page, "7-studio", app="voila")
+            except Exception:
+                shot(page, "failure", app="voila")
+                print(server.log.read_text()[-5000:])
+                raise
+            finally:
+                browser.close()
+    finally:
+        server.stop()

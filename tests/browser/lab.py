@@ -23,9 +23,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 
 
 def missing() -> list[str]:
-    """What the browser test lacks: chromium, jupyterlab, notebook, playwright."""
+    """What the browser test lacks: chromium, jupyterlab, notebook, voila, playwright."""
     out = [] if os.access(CHROMIUM, os.X_OK) else ["chromium"]
-    for module in ("jupyterlab", "notebook", "playwright"):
+    for module in ("jupyterlab", "notebook", "voila", "playwright"):
         try:
             __import__(module)
         except ImportError:
