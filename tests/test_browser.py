@@ -245,13 +245,16 @@ VOILA_STUDIO = """\
 import torch
 torch.set_num_threads(1)
 import imagegen_nb as ig
-studio = ig.Studio(prompt="a red circle", seed=0, num_inference_steps=4)
+import time
+studio = ig.Studio(prompt="a red circle", seed=0, num_inference_steps=40)
+studio.listeners.append(lambda run, step: time.sleep(0.1))  # a run long enough to press Stop in
 studio"""
 
 
 def test_studio_as_a_voila_app(deps, tmp_path):
     """A Studio notebook served by Voila (the server extension of the test's JupyterLab): the app shows only the
-    widgets, Generate runs and the picture lands in the gallery."""
+    widgets; Stop pressed during a run ends it (the panel answers while the run goes on in its thread); Generate
+    then runs to the end and the picture lands in the gallery."""
     from playwright.sync_api import expect, sync_playwright
 
     root = tmp_path / "root"
@@ -268,12 +271,21 @@ def test_studio_as_a_voila_app(deps, tmp_path):
                 generate.wait_for(timeout=120_000)  # Voila runs the notebook before it shows the app
                 assert page.locator(".cm-content").count() == 0  # no code cells in an app
                 generate.click()
+                stop = page.locator("button.widget-button", has_text="Stop")
+                expect(stop).to_be_enabled(timeout=30_000)
+                page.wait_for_timeout(1000)
+                stop.click()
+                page.get_by_text(re.compile(r"stopped after step \d+ of 40")).wait_for(timeout=30_000)
+                expect(generate).to_be_enabled(timeout=30_000)
+                shot(page, "7-stopped", app="voila")
+                assert page.locator("button.widget-button", has_text="#1 · seed 0").count() == 0  # not kept
+                generate.click()
                 page.locator("button.widget-button", has_text="#1 · seed 0").wait_for(timeout=120_000)
                 page.wait_for_function(
                     "() => [...document.querySelectorAll('img.ig-pixelated')].some(i => i.naturalWidth === 64)",
                     timeout=10_000)
                 expect(generate).to_be_enabled(timeout=30_000)
-                shot(page, "7-studio", app="voila")
+                shot(page, "8-generated", app="voila")
             except Exception:
                 shot(page, "failure", app="voila")
                 print(server.log.read_text()[-5000:])
