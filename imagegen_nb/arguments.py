@@ -77,6 +77,9 @@ MANAGED = {
     "image": "use ig.edit(image, prompt) or ig.control(control_image, prompt)",
     "mask_image": "use ig.inpaint(image, mask, prompt)",
     "control_image": "use ig.control(control_image, prompt)",
+    "ip_adapter_image": "pass style= (a picture) and style_scale= instead: the IP-Adapter is loaded once per cached "
+                        "model and recorded in the recipe",
+    "ip_adapter_image_embeds": "pass style= (a picture) and style_scale= instead",
 }
 
 

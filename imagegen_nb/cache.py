@@ -42,6 +42,8 @@ class Entry:
     # LoRAs loaded into its modules (adapter name -> weights file; see adapters.py): they live in the base's modules,
     # so evicting the model drops them with it
     loras: dict[str, Path] = field(default_factory=dict)
+    # IP-Adapters loaded for style= (as named -> style.Loaded): installed in the UNet for a call only
+    ip_adapters: dict[str, Any] = field(default_factory=dict)
 
 
 def dtype_of(pipe) -> str:

@@ -44,7 +44,8 @@ A1111_SAMPLERS = {
 # What a recipe's `extra` (the pipeline arguments it records) may never set: the task functions' own controls.
 NOT_EXTRA = {"allow_pickle", "dtype", "num_images", "run", "progress", "model", "prompt", "seed", "scheduler",
              "generator", "num_images_per_prompt", "output_type", "callback_on_step_end", "callback", "image",
-             "mask", "mask_image", "control_image", "return_dict", "resize", "preprocess", "controlnet"}
+             "mask", "mask_image", "control_image", "return_dict", "resize", "preprocess", "controlnet",
+             "style", "style_scale", "ip_adapter", "ip_adapter_image", "ip_adapter_image_embeds", "lora"}
 
 
 @dataclass
@@ -86,6 +87,9 @@ class Recipe:
     # A prompt with A1111 weighting: its (text, weight) segments as they were read (prompt_weights.parse); made
     # again from the prompt itself, this is what a reader sees
     prompt_weights: list[list[Any]] | None = None
+    # style=: the reference picture's hash, the scale and the IP-Adapter as named (style.Style.record); the picture
+    # itself travels with the image in memory, like edit's input
+    style: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, allow_nan=False)
@@ -155,6 +159,8 @@ class Recipe:
                 kw["preprocess"] = self.preprocess
         if self.loras:
             kw["lora"] = {lo["path"]: lo["weight"] for lo in self.loras}
+        if self.style:
+            kw.update(style_scale=self.style["scale"], ip_adapter=self.style["ip_adapter"])
         kw.update(self.extra)
         return kw
 
@@ -163,6 +169,8 @@ class Recipe:
         Every value is written with `repr` and every name is checked, so the line is plain data."""
         args = list(TASK_INPUTS[self.task])
         args.append(repr(self.prompt))
+        if self.style:
+            args.append("style=style")
         for k, v in self.call_kwargs().items():
             if v is not None and not (k == "preprocess" and v):
                 args.append(f"{k}={v!r}")
@@ -199,6 +207,8 @@ def _check_field(name: str, value):
         return _check_loras(value)
     if name == "batch":
         return _check_batch(value)
+    if name == "style":
+        return _check_style(value)
     if name == "prompt_weights":
         if value is not None and not (isinstance(value, list) and all(
                 isinstance(seg, list) and len(seg) == 2 and isinstance(seg[0], str) for seg in value)):
@@ -234,6 +244,25 @@ def _check_batch(value) -> dict[str, Any] | None:
     index = arguments.integer("batch index", value["index"], low=0, high=len(prompts) - 1)
     return {"index": index, "prompts": [arguments.text("prompt", p) for p in prompts],
             "seeds": [arguments.integer("seed", s, low=0, high=arguments.MAX_SEED) for s in seeds]}
+
+
+def _check_style(value) -> dict[str, Any] | None:
+    """A recipe's style: None, or exactly a 10-hex-digit picture hash, a scale and an IP-Adapter safetensors file
+    (or None, the family's default). A picture may not name a pickle."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"hash", "scale", "ip_adapter"}:
+        raise RecipeError("this picture's recipe is damaged: its style should hold exactly hash, scale and "
+                          f"ip_adapter, not {value!r}"[:300])
+    digest, adapter = value["hash"], value["ip_adapter"]
+    if not isinstance(digest, str) or len(digest) != 10 or any(c not in "0123456789abcdef" for c in digest):
+        raise RecipeError(f"this picture's recipe is damaged: its style hash should be 10 hex digits, not {digest!r}")
+    adapter = arguments.text("ip_adapter", adapter, optional=True)
+    if adapter is not None and not adapter.lower().endswith(".safetensors"):
+        raise RecipeError(f"this picture's recipe names the IP-Adapter {adapter!r}, which a picture may not name "
+                          "(only .safetensors files)")
+    return {"hash": digest, "scale": arguments.number("style_scale", value["scale"], low=0, high=2),
+            "ip_adapter": adapter}
 
 
 _LORA_KEYS = ("name", "path", "weight", "hash")

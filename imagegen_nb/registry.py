@@ -45,6 +45,13 @@ class Family:
     true_cfg: bool = False  # guidance-distilled: a negative prompt needs true_cfg_scale > 1 (FLUX)
     # Z-Image mixes cond + g (cond - uncond) = uncond + (g + 1)(cond - uncond): ordinary CFG's w is g + this
     guidance_offset: float = 0.0
+    # style= (imagegen_nb.style): the published IP-Adapter loaded by default, as "owner/repo/subfolder/file"; its
+    # image encoder is the `image_encoder` folder beside the file. None: the family has none by default.
+    ip_adapter: str | None = None
+    # the attention layers that carry a reference picture's style and not its content (InstantStyle); the others
+    # get scale 0. Empty: every layer, at style_scale.
+    style_layers: tuple[str, ...] = ()
+    default_style_scale: float = 0.6
     description: str = ""
 
     @property
@@ -59,9 +66,13 @@ class Family:
                 f"pipeline for {self.pipeline}. Use a family that has one (see ig.models()).")
 
 
+_SDXL_IP_ADAPTER = "h94/IP-Adapter/sdxl_models/ip-adapter_sdxl.safetensors"
+# InstantStyle (Wang et al. 2024) found SDXL's style in one block: the second attention of the first up block
+_SDXL_STYLE_LAYERS = ("up_blocks.0.attentions.1",)
+
 FAMILIES: dict[str, Family] = {f.name: f for f in [
     Family("tiny", "StableDiffusionPipeline", 64, 12, 4.0, control_image_arg="image",
-           controlnets={"canny": "builtin:canny"},
+           controlnets={"canny": "builtin:canny"}, default_style_scale=1.0,
            description="built-in teaching model: flat shapes on plain backgrounds, 64x64, fast on CPU"),
     # Z-Image's guidance g combines pos + g (pos - neg): ordinary classifier-free guidance at scale g + 1
     Family(BUILTIN_DIT, "ZImagePipeline", 64, 8, 3.0, flow=True, size_factor=8, tasks=("generate", "edit", "inpaint"),
@@ -75,6 +86,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
                         "scribble": "lllyasviel/control_v11p_sd15_scribble",
                         "lineart": "lllyasviel/control_v11p_sd15_lineart",
                         "softedge": "lllyasviel/control_v11p_sd15_softedge"},
+           ip_adapter="h94/IP-Adapter/models/ip-adapter_sd15.safetensors",
            description="Stable Diffusion 1.5, 512x512"),
     Family("sd-turbo", "StableDiffusionPipeline", 512, 1, 0.0, control_image_arg="image",
            repo_ids=("stabilityai/sd-turbo",), description="SD-Turbo: one-step distilled SD 2.1, 512x512"),
@@ -82,9 +94,11 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
            repo_ids=("stabilityai/stable-diffusion-xl-base-1.0",),
            controlnets={"canny": "diffusers/controlnet-canny-sdxl-1.0",
                         "depth": "diffusers/controlnet-depth-sdxl-1.0"},
+           ip_adapter=_SDXL_IP_ADAPTER, style_layers=_SDXL_STYLE_LAYERS, default_style_scale=1.0,
            description="Stable Diffusion XL, 1024x1024"),
     Family("sdxl-turbo", "StableDiffusionXLPipeline", 512, 1, 0.0, control_image_arg="image",
-           repo_ids=("stabilityai/sdxl-turbo",), description="SDXL-Turbo: one-step distilled SDXL, 512x512"),
+           repo_ids=("stabilityai/sdxl-turbo",), ip_adapter=_SDXL_IP_ADAPTER, style_layers=_SDXL_STYLE_LAYERS,
+           default_style_scale=1.0, description="SDXL-Turbo: one-step distilled SDXL, 512x512"),
     Family("sd3", "StableDiffusion3Pipeline", 1024, 28, 7.0, flow=True, size_factor=16,
            repo_ids=("stabilityai/stable-diffusion-3-medium-diffusers", "stabilityai/stable-diffusion-3.5-medium"),
            controlnets={"canny": "InstantX/SD3-Controlnet-Canny"},

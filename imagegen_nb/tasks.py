@@ -19,6 +19,7 @@ from PIL import Image
 
 from . import adapters, arguments, devices, inputs, prompt_weights, recipes, registry, schedulers
 from . import cache as _cache
+from . import style as _style
 from ._version import __version__
 from .display import ImageList, enlarge_when_small
 from .errors import OutOfMemoryError, RecipeError
@@ -27,7 +28,8 @@ from .steps import ProgressBar, Run, watch
 
 # The arguments every task function names itself; anything else is passed to the pipeline, if it takes it.
 _OWN = ("prompt", "model", "negative_prompt", "num_inference_steps", "guidance_scale", "width", "height", "seed",
-        "num_images", "batch_size", "scheduler", "progress", "run", "dtype", "allow_pickle", "lora")
+        "num_images", "batch_size", "scheduler", "progress", "run", "dtype", "allow_pickle", "lora",
+        "style", "style_scale", "ip_adapter")
 _OWN_BY_TASK = {"generate": (), "edit": ("image", "strength"),
                 "inpaint": ("image", "mask", "strength", "mask_blur", "resize"),
                 "control": ("control_image", "kind", "controlnet", "controlnet_conditioning_scale", "preprocess")}
@@ -216,7 +218,8 @@ def _resized(image: Image.Image, size: tuple[int, int], resample) -> Image.Image
 
 def _make_pictures(task: str, prompt, *, model, seed, num_images, num_inference_steps, guidance_scale, width, height,
          negative_prompt, scheduler, progress, run: Run | None, dtype, allow_pickle, controlnet=None, lora=None,
-         batch_size=None, call: dict[str, Any], recipe_extra: dict[str, Any],
+         style=None, style_scale=None, ip_adapter=None, batch_size=None, call: dict[str, Any],
+         recipe_extra: dict[str, Any],
          inputs_kept: dict[str, Image.Image] | None, post=None, pipeline_kwargs: dict[str, Any],
          family: registry.Family | None = None):
     """The part all four tasks share: checks, pipeline from the cache, batched pipeline calls, recipes.
@@ -254,6 +257,7 @@ def _make_pictures(task: str, prompt, *, model, seed, num_images, num_inference_
     progress = arguments.flag("progress", progress, optional=True)
     allow_pickle = arguments.flag("allow_pickle", allow_pickle)
     loras = adapters.check(lora, allow_pickle=allow_pickle)  # files found and hashed; loaded at the call
+    style_ref = _style.check(style, style_scale, ip_adapter, family, allow_pickle=allow_pickle)
     run = _check_run(run)
     _check_negative_prompt(family, negative_prompt, guidance, pipeline_kwargs)
     weighted = [p for p in [*prompts, negative_prompt or ""] if not prompt_weights.is_plain(p)]
@@ -263,6 +267,8 @@ def _make_pictures(task: str, prompt, *, model, seed, num_images, num_inference_
                          "without brackets, or pass prompt_embeds= yourself")
     scheduler_name = scheduler or family.default_scheduler
     kept = {k: _detached(v) for k, v in (inputs_kept or {}).items()}
+    if style_ref is not None:
+        kept["style"] = _detached(style_ref.image)
     if _CHECK_ONLY.get():
         return None
 
@@ -316,8 +322,9 @@ def _make_pictures(task: str, prompt, *, model, seed, num_images, num_inference_
                 pipe.set_progress_bar_config(disable=True)
                 try:
                     with watch(pipe, run, total=per_call), adapters.applied(pipe, entry, loras), \
+                            _style.applied(pipe, entry, style_ref, allow_pickle=allow_pickle) as style_kwargs, \
                             devices.threads_for(entry.placement, entry.nbytes):
-                        out = _call(pipe, kwargs, batch_seeds[0], size)
+                        out = _call(pipe, {**kwargs, **style_kwargs}, batch_seeds[0], size)
                 except OutOfMemoryError:
                     if not automatic or size == 1:
                         raise
@@ -335,6 +342,7 @@ def _make_pictures(task: str, prompt, *, model, seed, num_images, num_inference_
                                     version=__version__, extra=recorded_extra,
                                     sampler=type(pipe.scheduler).__name__, dtype=_cache.dtype_of(pipe),
                                     loras=[lo.record() for lo in loras],
+                                    style=None if style_ref is None else style_ref.record(),
                                     batch=_batch_record(j, batch_prompts, batch_seeds) if size > 1 else None,
                                     prompt_weights=None if prompt_weights.is_plain(p) else [
                                         [text, weight] for text, weight in prompt_weights.parse(p)],
@@ -401,7 +409,8 @@ def _call(pipe, kwargs, seed: int, pictures: int = 1):
 
 def generate(prompt, *, model=None, negative_prompt=None, num_inference_steps=None, guidance_scale=None,
              width=None, height=None, seed=None, num_images=1, batch_size=None, scheduler=None, progress=None,
-             run=None, dtype=None, allow_pickle=False, lora=None, **pipeline_kwargs):
+             run=None, dtype=None, allow_pickle=False, lora=None, style=None, style_scale=None,
+             ip_adapter=None, **pipeline_kwargs):
     """Make a picture from a prompt (text-to-image).
 
     `model=None` is the built-in teaching model; any Hub id or local diffusers folder works. Unset arguments take
@@ -414,6 +423,8 @@ def generate(prompt, *, model=None, negative_prompt=None, num_inference_steps=No
     to 8 small pictures at a time. A batched picture's recipe records its batch, so `ig.regenerate` remakes it
     exactly (docs/tasks/generate.md, "Batches").
     `lora=` applies LoRAs for this call (all four tasks take it): a path, or `{"a.safetensors": 0.8, "b": 0.4}`.
+    `style=` (a picture) carries its look into the picture through an IP-Adapter, `style_scale=` strongly or
+    lightly, `ip_adapter=` naming one other than the family's (all four tasks; docs/style.md).
     Other keyword arguments go to the diffusers pipeline if it takes them (`eta=`, `guidance_rescale=`, ...);
     a name it does not take is a TypeError.
 
@@ -429,13 +440,15 @@ def generate(prompt, *, model=None, negative_prompt=None, num_inference_steps=No
     return _make_pictures("generate", prompt, model=model, seed=seed, num_images=num_images, batch_size=batch_size,
                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, width=width, height=height,
                 negative_prompt=negative_prompt, scheduler=scheduler, progress=progress, run=run, dtype=dtype,
-                allow_pickle=allow_pickle, lora=lora, call={}, recipe_extra={}, inputs_kept=None,
+                allow_pickle=allow_pickle, lora=lora, style=style, style_scale=style_scale, ip_adapter=ip_adapter,
+                call={}, recipe_extra={}, inputs_kept=None,
                 pipeline_kwargs=pipeline_kwargs)
 
 
 def edit(image, prompt, *, strength=0.6, model=None, negative_prompt=None, num_inference_steps=None,
          guidance_scale=None, width=None, height=None, seed=None, num_images=1, batch_size=None, scheduler=None,
-         progress=None, run=None, dtype=None, allow_pickle=False, lora=None, **pipeline_kwargs):
+         progress=None, run=None, dtype=None, allow_pickle=False, lora=None, style=None, style_scale=None,
+         ip_adapter=None, **pipeline_kwargs):
     """Change a picture towards a prompt (image-to-image): noise it `strength` of the way down the schedule and
     denoise from there. `strength=1` ignores the picture; small values keep more of it.
 
@@ -455,14 +468,16 @@ def edit(image, prompt, *, strength=0.6, model=None, negative_prompt=None, num_i
     return _make_pictures("edit", prompt, model=model, seed=seed, num_images=num_images, batch_size=batch_size,
                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, width=init.width,
                 height=init.height, negative_prompt=negative_prompt, scheduler=scheduler, progress=progress,
-                run=run, dtype=dtype, allow_pickle=allow_pickle, lora=lora,
+                run=run, dtype=dtype, allow_pickle=allow_pickle, lora=lora, style=style, style_scale=style_scale,
+                ip_adapter=ip_adapter,
                 call={"image": init, "strength": strength}, recipe_extra={}, inputs_kept={"image": init},
                 pipeline_kwargs=pipeline_kwargs, family=family)
 
 
 def inpaint(image, mask, prompt, *, strength=1.0, mask_blur=None, resize=False, model=None, negative_prompt=None,
             num_inference_steps=None, guidance_scale=None, seed=None, num_images=1, batch_size=None,
-            scheduler=None, progress=None, run=None, dtype=None, allow_pickle=False, lora=None, **pipeline_kwargs):
+            scheduler=None, progress=None, run=None, dtype=None, allow_pickle=False, lora=None, style=None,
+            style_scale=None, ip_adapter=None, **pipeline_kwargs):
     """Repaint where the mask is white (diffusers' convention) and keep every other pixel exactly as it was.
 
     `mask` may be a PIL image of any mode, a numpy array (bool, 0-1 float or 0-255), or anything with a `.mask`
@@ -499,7 +514,8 @@ def inpaint(image, mask, prompt, *, strength=1.0, mask_blur=None, resize=False, 
     return _make_pictures("inpaint", prompt, model=model, seed=seed, num_images=num_images, batch_size=batch_size,
                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, width=init.width,
                 height=init.height, negative_prompt=negative_prompt, scheduler=scheduler, progress=progress,
-                run=run, dtype=dtype, allow_pickle=allow_pickle, lora=lora,
+                run=run, dtype=dtype, allow_pickle=allow_pickle, lora=lora, style=style, style_scale=style_scale,
+                ip_adapter=ip_adapter,
                 call={"image": init, "mask_image": m, "strength": strength}, recipe_extra={"mask_blur": blur},
                 inputs_kept={"image": init, "mask": m},
                 post=lambda generated: inputs.paste_back(init, generated.resize(init.size), soft),
@@ -509,7 +525,8 @@ def inpaint(image, mask, prompt, *, strength=1.0, mask_blur=None, resize=False, 
 def control(control_image, prompt, *, kind="canny", controlnet=None, controlnet_conditioning_scale=1.0,
             preprocess=True, model=None, negative_prompt=None, num_inference_steps=None, guidance_scale=None,
             width=None, height=None, seed=None, num_images=1, batch_size=None, scheduler=None, progress=None,
-            run=None, dtype=None, allow_pickle=False, lora=None, **pipeline_kwargs):
+            run=None, dtype=None, allow_pickle=False, lora=None, style=None, style_scale=None,
+            ip_adapter=None, **pipeline_kwargs):
     """Generate a picture that follows a control map (ControlNet): edges, depth or pose of `control_image`.
 
     With `preprocess=True` the map is made from the picture by `ig.preprocess(control_image, kind)`; with False
@@ -549,7 +566,8 @@ def control(control_image, prompt, *, kind="canny", controlnet=None, controlnet_
                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, width=cmap.width,
                 height=cmap.height,
                 negative_prompt=negative_prompt, scheduler=scheduler, progress=progress, run=run, dtype=dtype,
-                allow_pickle=allow_pickle, controlnet=controlnet, lora=lora,
+                allow_pickle=allow_pickle, controlnet=controlnet, lora=lora, style=style, style_scale=style_scale,
+                ip_adapter=ip_adapter,
                 call={family.control_image_arg: cmap, "controlnet_conditioning_scale": controlnet_conditioning_scale},
                 recipe_extra={"kind": kind, "controlnet_conditioning_scale": controlnet_conditioning_scale,
                               "preprocess": bool(preprocess and kind != "none")},
@@ -586,6 +604,10 @@ def regenerate(image_or_path, **overrides):
     if r.loras and "lora" not in overrides:
         kwargs["lora"] = adapters.verify(r.loras)  # each file still there, with the hash the recipe recorded
     kept = recipes.inputs_of(image)
+    if r.style and "style" in overrides and overrides["style"] is None:  # made again without the style
+        del overrides["style"], kwargs["style_scale"], kwargs["ip_adapter"]
+    elif r.style:
+        kwargs["style"] = _style_again(r.style, overrides.pop("style", kept.get("style")))
     if r.task == "control" and "control_image" not in given and "control_image" in kept:
         kwargs["preprocess"] = False  # the stored picture is already the map
     inputs_ = {**kept, **given}
@@ -616,6 +638,21 @@ def regenerate(image_or_path, **overrides):
         result = task(*[inputs_[n] for n in needed], prompt, **kwargs)
         _warn_if_dtype_differs(r, result)
     return result if index is None else result[index]
+
+
+def _style_again(record: dict[str, Any], picture):
+    """The style picture to make a picture again with: the one it carries, or the one passed. A different picture
+    than the recipe's makes a different picture, so it is a warning, not silence."""
+    import warnings
+
+    if picture is None:
+        raise ValueError("this picture was made with style= and its style picture is not in the file (a saved PNG "
+                         "keeps the recipe, not the reference picture); pass style=... to ig.regenerate")
+    given = _style.picture_hash(inputs.to_image(picture, "style"))
+    if given != record["hash"]:
+        warnings.warn(f"this style picture is not the one the recipe recorded (hash {given}, the recipe says "
+                      f"{record['hash']}), so the picture will differ", stacklevel=3)
+    return picture
 
 
 def _stopped(task, args, prompt, kwargs, stopped_at: int):

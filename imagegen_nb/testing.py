@@ -16,10 +16,12 @@ __all__ = [
     "CONTROLNET_FAMILIES",
     "CONTROL_IMAGE_ARG",
     "FAMILIES",
+    "IP_ADAPTER_FILE",
     "SAMPLE_SIZE",
     "TASKS",
     "clip_tokenizer",
     "make_tiny_controlnet",
+    "make_tiny_ip_adapter",
     "make_tiny_model",
     "t5_tokenizer",
 ]
@@ -488,3 +490,46 @@ def make_tiny_controlnet(family: str, folder: str | os.PathLike, *, seed: int = 
     _wake_zero_init(controlnet, seed)
     _save(controlnet.eval(), folder)
     return folder
+
+
+IP_ADAPTER_FILE = "ip-adapter.safetensors"
+_IMAGE_ENCODER = dict(hidden_size=32, projection_dim=32, num_hidden_layers=2, num_attention_heads=2,
+                      intermediate_size=37, image_size=32, patch_size=4)
+
+
+def make_tiny_ip_adapter(unet, folder: str | os.PathLike, *, seed: int = 0) -> pathlib.Path:
+    """Write a tiny random IP-Adapter for `unet` (a UNet2DConditionModel) to `folder`: its weights file in
+    h94/IP-Adapter's safetensors layout (`image_proj.*`, `ip_adapter.{k}.to_k_ip/to_v_ip.weight`) with a tiny
+    random CLIP image encoder in `folder/image_encoder`, as `pipe.load_ip_adapter(folder, subfolder="",
+    weight_name=IP_ADAPTER_FILE)` and `style=` read them; returns the weights file. Idempotent.
+
+    The adapter's key/value weights are random, not zero, so a style picture visibly changes the result.
+    """
+    import torch
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    folder = pathlib.Path(folder)
+    weights = folder / IP_ADAPTER_FILE
+    if weights.is_file():
+        return weights
+    torch.manual_seed(seed)
+    encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**_IMAGE_ENCODER)).eval()
+    _save(encoder, folder / "image_encoder")
+    cross, embed_dim, tokens = unet.config.cross_attention_dim, _IMAGE_ENCODER["projection_dim"], 4
+    state = {"image_proj.proj.weight": torch.randn(tokens * cross, embed_dim) * 0.2,
+             "image_proj.proj.bias": torch.zeros(tokens * cross),
+             "image_proj.norm.weight": torch.ones(cross), "image_proj.norm.bias": torch.zeros(cross)}
+    channels = unet.config.block_out_channels
+    key = 1  # diffusers numbers the cross-attention layers 1, 3, 5, ... in attn_processors order
+    for name in unet.attn_processors:
+        if not name.endswith("attn2.processor"):
+            continue
+        block = int(name.split(".")[1]) if not name.startswith("mid_block") else None
+        hidden = (channels[-1] if block is None else
+                  list(reversed(channels))[block] if name.startswith("up_blocks") else channels[block])
+        for part in ("to_k_ip", "to_v_ip"):
+            state[f"ip_adapter.{key}.{part}.weight"] = torch.randn(hidden, cross) * cross ** -0.5
+        key += 2
+    save_file({k: v.contiguous() for k, v in state.items()}, str(weights))
+    return weights

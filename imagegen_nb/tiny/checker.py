@@ -116,6 +116,20 @@ def background(image: Image.Image) -> str:
     return _BG_NAMES[int(np.argmin(((_BG - med) ** 2).sum(1)))]
 
 
+def look(image: Image.Image) -> tuple[str, str | None]:
+    """A picture's look, as a style reference carries it: its background, and the colour covering most of its
+    shapes (None when it shows none).
+
+    >>> from imagegen_nb.tiny import world
+    >>> look(world.render(world.sample_scene(seed=1, category="colors")))
+    ('white', 'orange')
+    """
+    areas: dict[str, int] = {}
+    for d in detect(image):
+        areas[d.color] = areas.get(d.color, 0) + d.area
+    return background(image), (max(areas, key=areas.get) if areas else None)
+
+
 def detect(image: Image.Image) -> list[Detection]:
     """Every shape in the picture, left to right (by centroid).
 

@@ -25,7 +25,7 @@ def _model_names() -> list[str]:
     return [registry.BUILTIN] + [rid for f in registry.models() for rid in f.repo_ids]
 
 
-def _known_family(name: str) -> registry.Family | None:
+def known_family(name: str) -> registry.Family | None:
     """The family of a model name the registry lists, without looking anything up on disk or on the Hub."""
     if name in ("", registry.BUILTIN):
         return registry.FAMILIES[registry.BUILTIN]
@@ -80,7 +80,7 @@ class Controls:
         self.apply_family(registry.FAMILIES[registry.BUILTIN])
 
     def _on_model(self, change) -> None:
-        family = _known_family(change["new"].strip())
+        family = known_family(change["new"].strip())
         if family is not None:
             self.apply_family(family)
 

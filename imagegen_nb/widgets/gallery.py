@@ -63,6 +63,7 @@ class Gallery(widgets.VBox):
         self.to_edit_button = widgets.Button(description="→ Edit")
         self.to_inpaint_button = widgets.Button(description="→ Inpaint")
         self.to_control_button = widgets.Button(description="→ Control")
+        self.to_style_button = widgets.Button(description="→ Style", tooltip="use as the style picture (style=)")
         self.code = widgets.Textarea(rows=3, layout={"width": "100%", "display": "none"})
 
         self.save_button.on_click(lambda _: self._guard(self.save_selected))
@@ -71,7 +72,9 @@ class Gallery(widgets.VBox):
         self.to_edit_button.on_click(lambda _: self._guard(self._send, "edit"))
         self.to_inpaint_button.on_click(lambda _: self._guard(self._send, "inpaint"))
         self.to_control_button.on_click(lambda _: self._guard(self._send, "control"))
-        send_row = widgets.HBox([self.to_edit_button, self.to_inpaint_button, self.to_control_button])
+        self.to_style_button.on_click(lambda _: self._guard(self._send, "style"))
+        send_row = widgets.HBox([self.to_edit_button, self.to_inpaint_button, self.to_control_button,
+                                 self.to_style_button])
         if on_use is None:
             self.use_button.layout.display = "none"
         if on_send is None:
@@ -134,7 +137,7 @@ class Gallery(widgets.VBox):
 
     def _update_selection_buttons(self) -> None:
         for button in (self.save_button, self.code_button, self.use_button, self.to_edit_button,
-                       self.to_inpaint_button, self.to_control_button):
+                       self.to_inpaint_button, self.to_control_button, self.to_style_button):
             button.disabled = self.selected is None
         self._selection_box.layout.display = None if self.selected is not None else "none"
 

@@ -22,10 +22,11 @@ from ..recipes import INPUTS_KEY, Recipe
 from ..recipes import recipe as read_recipe
 from ..steps import Run, Step
 from ._common import PIXELATED_CSS, error_html
-from .controls import Controls
+from .controls import Controls, known_family
 from .gallery import Gallery
 from .input_picture import InputPicture
 from .run_view import RunView
+from .style_picture import StylePicture
 
 TASKS = registry.TASKS
 KINDS = preprocessors.KINDS
@@ -80,6 +81,7 @@ class Studio(widgets.VBox):
         self.generate_button = widgets.Button(description="Generate", button_style="primary", icon="play")
         self.input_picture = InputPicture(on_error=self._show_error, on_upload=lambda picture: self.set_input(
             picture, self.task if self.task != "generate" else "edit"))
+        self.style_picture = StylePicture(on_error=self._show_error)
         self.run_view = RunView(start_button=self.generate_button)
         self.gallery_view = Gallery(on_select=self.run_view.show, on_use=self._use_settings, on_send=self.send_to,
                                     on_error=self._show_error, message=self.message)
@@ -92,6 +94,7 @@ class Studio(widgets.VBox):
                                                                gallery.use_button)
         self.to_edit_button, self.to_inpaint_button, self.to_control_button = (
             gallery.to_edit_button, gallery.to_inpaint_button, gallery.to_control_button)
+        self.style_scale, self.ip_adapter = self.style_picture.style_scale, self.style_picture.ip_adapter
 
         self._wire()
         super().__init__(self._layout(), layout={"width": "100%"})
@@ -109,9 +112,12 @@ class Studio(widgets.VBox):
         self._control_box = widgets.VBox([self.kind, self.controlnet_conditioning_scale,
                                           widgets.HBox([widgets.Label("control map"), self.control_view])])
         self._lora_row = widgets.HBox([self.lora, self.lora_weight])
+        self._style_box = widgets.Accordion([self.style_picture], titles=("style (IP-Adapter)",),
+                                            selected_index=None)
         controls = widgets.VBox([self.task_selector, self.prompt, self.negative_prompt, self.model, self._lora_row,
-                                 self.num_inference_steps, self.guidance_scale, self.strength, self._size_box,
-                                 self._seed_row, self.num_images, self._control_box, self.input_picture],
+                                 self._style_box, self.num_inference_steps, self.guidance_scale, self.strength,
+                                 self._size_box, self._seed_row, self.num_images, self._control_box,
+                                 self.input_picture],
                                 layout={"width": "520px", "min_width": "420px"})
         output = widgets.VBox([self.run_view, self.message], layout={"padding": "0 0 0 16px"})
         return [widgets.HTML(PIXELATED_CSS), widgets.HBox([controls, output]), self.gallery_view]
@@ -120,6 +126,12 @@ class Studio(widgets.VBox):
         self.generate_button.on_click(lambda _: self.generate())
         self.task_selector.observe(self._on_task, names="value")
         self.kind.observe(lambda _: self._update_control_map(), names="value")
+        self.model.observe(self._on_model, names="value")
+
+    def _on_model(self, change) -> None:
+        family = known_family(change["new"].strip())
+        if family is not None:
+            self.style_picture.apply_family(family)
 
     def _on_task(self, change) -> None:
         if change["new"] in ("edit", "inpaint"):
@@ -165,15 +177,17 @@ class Studio(widgets.VBox):
             if self.mask_canvas is not None:
                 kw["mask_blur"] = self.mask_canvas.mask_blur.value
         kw.update(self.controls.values(task))
+        kw.update(self.style_picture.values())
         return kw
 
     @kwargs.setter
     def kwargs(self, values: dict[str, Any]) -> None:
         values = dict(values)
-        known = {*Controls.ARGUMENTS, "image", "mask", "mask_blur", "control_image"}
+        known = {*Controls.ARGUMENTS, *StylePicture.NAMES, "image", "mask", "mask_blur", "control_image"}
         for name in sorted(set(values) - known):
             raise arguments.unknown_argument("Studio", name, known)
         self.controls.set_values(values)
+        self.style_picture.set_values(values)
         picture = values.pop("image", None) if "image" in values else values.pop("control_image", None)
         if picture is not None:
             self.set_input(picture)
@@ -215,11 +229,16 @@ class Studio(widgets.VBox):
             self.input_picture.show_control_map(self.kind.value)
 
     def send_to(self, task: str, image: Image.Image | None = None) -> None:
-        """Send a picture (default: the selected one) to Edit, Inpaint (opens a mask canvas) or Control."""
-        if task not in _INPUT_NAMES:
-            raise ValueError(f"pictures can be sent to edit, inpaint or control, not {task!r}")
+        """Send a picture (default: the selected one) to Edit, Inpaint (opens a mask canvas) or Control, or to
+        "style": the style picture of the next runs, whatever the task."""
+        if task not in (*_INPUT_NAMES, "style"):
+            raise ValueError(f"pictures can be sent to edit, inpaint, control or style, not {task!r}")
         if image is None:
             image = self.gallery_view.selected_picture()
+        if task == "style":
+            self.style_picture.set(image)
+            self._style_box.selected_index = 0
+            return
         self.set_input(image, task)
 
     def _check(self, task: str, kw: dict[str, Any]) -> None:
@@ -349,11 +368,20 @@ class Studio(widgets.VBox):
         recipe = Recipe.from_dict(read_recipe(picture))
         kw = {k: v for k, v in recipe.call_kwargs().items()
               if k in ("model", "negative_prompt", "num_inference_steps", "guidance_scale", "width", "height",
-                       "seed", "strength", "kind", "controlnet_conditioning_scale", "lora") and v is not None}
+                       "seed", "strength", "kind", "controlnet_conditioning_scale", "lora", "style_scale",
+                       "ip_adapter") and v is not None}
         kw["prompt"] = recipe.prompt
         kw.setdefault("lora", None)  # a picture made without a LoRA clears the box
-        kw["num_images"] = 1
         inputs_kept = picture.info.get(INPUTS_KEY, {})
+        note = None
+        if not recipe.style:
+            kw["style"] = None
+        elif "style" in inputs_kept:
+            kw["style"] = inputs_kept["style"]
+        else:  # a saved PNG keeps the recipe, not the reference picture
+            note = ("this picture was made with a style picture that its file does not hold: upload it (the "
+                    "style box keeps the one it has)")
+        kw["num_images"] = 1
         self.task = recipe.task
         self.kwargs = kw
         if recipe.task in _INPUT_NAMES and _INPUT_NAMES[recipe.task] in inputs_kept:
@@ -362,3 +390,5 @@ class Studio(widgets.VBox):
                 self.mask_canvas.mask = inputs_kept["mask"]
                 if recipe.call_kwargs().get("mask_blur") is not None:
                     self.kwargs = {"mask_blur": recipe.call_kwargs()["mask_blur"]}
+        if note is not None:
+            self.message.value = f"<span style='color:#555'>{html.escape(note)}</span>"

@@ -1,0 +1,70 @@
+"""The built-in model's IP-Adapter (`tiny.style_adapter`): its training pairs share only the look, its style
+checker reads ground truth right, what it writes loads with plain diffusers, and training resumes exactly."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from imagegen_nb.tiny import checker, style_adapter, world
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_pairs_share_the_look_and_not_the_content():
+    rng = random.Random(3)
+    open_ = named = 0
+    for _ in range(200):
+        reference, target, caption = style_adapter.pair(rng)
+        assert reference.background == target.background
+        assert len({s.color for s in reference.shapes}) == 1  # a reference has one look
+        spec = checker.parse(caption)
+        assert "background" not in caption
+        if target.category in style_adapter.OPEN_CATEGORIES:
+            open_ += 1
+            assert all(colour is None for colour, _ in spec.objects)  # the caption leaves the colour open
+            assert {s.color for s in target.shapes} == {reference.shapes[0].color}
+        else:
+            named += 1
+            assert all(colour is not None for colour, _ in spec.objects)  # the prompt names what it wants
+        assert all(world.allowed(s.color, s.shape, training=True) for s in target.shapes)
+        assert world.render(target).size == (64, 64)
+    assert open_ > 100 and named > 25
+
+
+def test_the_style_checker_reads_ground_truth_right():
+    assert style_adapter.ground_truth(300, seed=1) == 1.0
+    scene = world.Scene("gray", (world.Shape("circle", "pink", 20, 20, 9), world.Shape("square", "blue", 45, 45, 6)),
+                        "two_object")
+    assert checker.look(world.render(scene)) == ("gray", "pink")  # the colour with the most area
+    assert checker.look(world.render(world.Scene("black", (), "single_object"))) == ("black", None)
+
+
+def test_training_resumes_where_it_stopped_and_writes_what_diffusers_loads(tmp_path):
+    from diffusers import StableDiffusionPipeline
+
+    from imagegen_nb import tiny
+
+    cfg = style_adapter.StyleConfig(batch=4, checkpoint_every=1)
+    straight = style_adapter.train(tmp_path / "straight", cfg, steps=3)
+    style_adapter.train(tmp_path / "resumed", cfg, steps=2)
+    resumed = style_adapter.train(tmp_path / "resumed", cfg, steps=3)
+    assert len(straight) == 3 and np.allclose(resumed, straight)
+    weights = tmp_path / "straight" / "adapter" / style_adapter.WEIGHTS_NAME
+    assert weights.stat().st_size < 2_000_000  # a few hundred kB
+    pipe = StableDiffusionPipeline.from_pretrained(tiny.model_path())
+    pipe.load_ip_adapter(str(weights.parent), subfolder="", weight_name=weights.name)
+    reference = world.render(world.sample_scene(seed=4))
+    gen = torch.Generator().manual_seed(0)
+    image = pipe("a circle", ip_adapter_image=reference, num_inference_steps=3, generator=gen).images[0]
+    assert image.size == (64, 64)
+    assert np.asarray(image).std() > 1  # a picture, not a flat field
