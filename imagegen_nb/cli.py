@@ -4,6 +4,7 @@
     imagegen-nb edit in.png "a blue square" --strength 0.7 -o edited.png
     imagegen-nb inpaint in.png mask.png "a green triangle" -o filled.png
     imagegen-nb control sketch.png "a red circle" --kind canny -o controlled.png
+    imagegen-nb generate "a cat" --model MODEL --style painting.png --style-scale 0.6 --lora cat.safetensors=0.8
     imagegen-nb regenerate out.png -o again.png
     imagegen-nb models
 
@@ -28,6 +29,24 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--scheduler", default=None)
     p.add_argument("-n", "--num-images", dest="num_images", type=int, default=1)
+    p.add_argument("--lora", action="append", default=None, metavar="PATH[=WEIGHT]",
+                   help="a LoRA file or folder, at weight 1 or the one given; repeat for several")
+    p.add_argument("--style", type=Path, default=None, help="a style picture (style=, through an IP-Adapter)")
+    p.add_argument("--style-scale", dest="style_scale", type=float, default=None)
+    p.add_argument("--ip-adapter", dest="ip_adapter", default=None,
+                   help="the IP-Adapter's .safetensors file (default: the model family's)")
+
+
+def _loras(given: list[str]) -> dict[str, float]:
+    """--lora a.safetensors --lora b=0.4 as lora={"a.safetensors": 1.0, "b": 0.4}."""
+    loras = {}
+    for item in given:
+        path, _, weight = item.rpartition("=") if "=" in item else (item, "", "1")
+        try:
+            loras[path] = float(weight)
+        except ValueError:
+            raise ValueError(f"--lora {item}: the weight after '=' must be a number") from None
+    return loras
 
 
 def _output(p: argparse.ArgumentParser, default: str) -> None:
@@ -75,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--mask", type=Path, default=None, help="mask of an inpaint")
     r.add_argument("--control-image", dest="control_image", type=Path, default=None,
                    help="the original control picture (the PNG carries the map it made)")
+    r.add_argument("--style", type=Path, default=None, help="the style picture it was made with (not in the PNG)")
     sub.add_parser("models", help="list the model families and their defaults")
     return parser
 
@@ -121,6 +141,8 @@ def _main(args) -> int:
         return 0
     skip = ("command", "output", "overwrite", "default_output")
     kw = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
+    if "lora" in kw:
+        kw["lora"] = _loras(kw["lora"])
     paths = _outputs(args, 1 if args.command == "regenerate" else kw.get("num_images", 1))
     if args.command == "regenerate":
         images = ig.regenerate(kw.pop("source"), **kw)

@@ -239,3 +239,20 @@ def test_the_studio_takes_a_style_picture_from_the_gallery_and_gives_it_back(ada
     assert "not a picture PIL can read" in studio.message.value
     with pytest.raises(TypeError, match="unknown argument 'style_scal'"):
         studio.kwargs = {"style_scal": 0.5}
+
+
+def test_the_command_line_takes_a_style_picture_and_needs_it_again_to_regenerate(adapter, reference, tmp_path,
+                                                                                 capsys):
+    from imagegen_nb.cli import main
+
+    reference.save(tmp_path / "ref.png")
+    out = tmp_path / "styled.png"
+    assert main(["generate", "a red circle", "--seed", "3", "--steps", str(STEPS), "--style", str(tmp_path / "ref.png"),
+                 "--style-scale", "0.7", "--ip-adapter", adapter, "-o", str(out)]) == 0
+    assert ig.recipe(out)["style"]["scale"] == 0.7
+    assert main(["regenerate", str(out), "-o", str(tmp_path / "again.png")]) == 2
+    assert "pass style=" in capsys.readouterr().err
+    assert main(["regenerate", str(out), "--style", str(tmp_path / "ref.png"), "-o", str(tmp_path / "again.png")]) == 0
+    assert (_px(Image.open(tmp_path / "again.png")) == _px(Image.open(out))).all()
+    assert main(["generate", "a red circle", "--lora", "x.safetensors=heavy"]) == 2
+    assert "--lora x.safetensors=heavy: the weight after '=' must be a number" in capsys.readouterr().err
