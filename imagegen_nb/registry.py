@@ -48,6 +48,7 @@ class Family:
     # style= (imagegen_nb.style): the published IP-Adapter loaded by default, as "owner/repo/subfolder/file"; its
     # image encoder is the `image_encoder` folder beside the file. None: the family has none by default.
     ip_adapter: str | None = None
+    ip_adapter_encoder: str | None = None  # its image encoder's Hub id, when that is not beside the file
     # the attention layers that carry a reference picture's style and not its content (InstantStyle); the others
     # get scale 0. Empty: every layer, at style_scale.
     style_layers: tuple[str, ...] = ()
@@ -69,6 +70,10 @@ class Family:
 _SDXL_IP_ADAPTER = "h94/IP-Adapter/sdxl_models/ip-adapter_sdxl.safetensors"
 # InstantStyle (Wang et al. 2024) found SDXL's style in one block: the second attention of the first up block
 _SDXL_STYLE_LAYERS = ("up_blocks.0.attentions.1",)
+
+# XLabs' IP-Adapter for FLUX.1-dev (diffusers' FLUX IP-Adapter docs), read with OpenAI's CLIP ViT-L/14
+_FLUX_IP_ADAPTER = dict(ip_adapter="XLabs-AI/flux-ip-adapter/ip_adapter.safetensors",
+                        ip_adapter_encoder="openai/clip-vit-large-patch14", default_style_scale=1.0)
 
 FAMILIES: dict[str, Family] = {f.name: f for f in [
     Family("tiny", "StableDiffusionPipeline", 64, 12, 4.0, control_image_arg="image",
@@ -106,11 +111,11 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
     Family("flux-schnell", "FluxPipeline", 1024, 4, 0.0, flow=True, size_factor=16,
            repo_ids=("black-forest-labs/FLUX.1-schnell",),
            controlnets={"canny": "InstantX/FLUX.1-dev-Controlnet-Canny"},
-           call_kwargs={"max_sequence_length": 256}, true_cfg=True,
+           call_kwargs={"max_sequence_length": 256}, true_cfg=True, **_FLUX_IP_ADAPTER,
            description="FLUX.1-schnell: 4-step distilled flow matching"),
     Family("flux-dev", "FluxPipeline", 1024, 28, 3.5, flow=True, size_factor=16,
            repo_ids=("black-forest-labs/FLUX.1-dev",),
-           controlnets={"canny": "InstantX/FLUX.1-dev-Controlnet-Canny"}, true_cfg=True,
+           controlnets={"canny": "InstantX/FLUX.1-dev-Controlnet-Canny"}, true_cfg=True, **_FLUX_IP_ADAPTER,
            description="FLUX.1-dev: guidance-distilled flow matching"),
     Family("zimage-turbo", "ZImagePipeline", 1024, 9, 0.0, flow=True, size_factor=16,
            repo_ids=("Tongyi-MAI/Z-Image-Turbo",), guidance_off_at=0.0, guidance_offset=1.0,

@@ -39,9 +39,9 @@ from . import arguments, inputs, registry
 WEIGHTS_SUFFIX = ".safetensors"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 ENCODER_FOLDER = "image_encoder"  # beside the adapter's file, as in h94/IP-Adapter and diffusers' layout
-# the diffusers pipelines whose UNet IP-Adapters load into through IPAdapterMixin (FLUX's and SD3's adapters are
-# transformer adapters with loaders of their own, not supported here yet)
-PIPELINES = ("StableDiffusionPipeline", "StableDiffusionXLPipeline")
+# the diffusers pipelines whose IP-Adapters load here: SD and SDXL UNets (IPAdapterMixin) and FLUX's double-stream
+# blocks (FluxIPAdapterMixin, XLabs' layout). SD3's adapter (a SigLIP encoder and a resampler) is not supported yet.
+PIPELINES = ("StableDiffusionPipeline", "StableDiffusionXLPipeline", "FluxPipeline")
 MAX_SCALE = 2.0  # past about 1 the reference's content takes over the prompt; 2 is far past any use
 
 
@@ -55,9 +55,16 @@ class Adapter:
     subfolder: str
     weight_name: str
     local: bool
+    encoder: str | None = None  # the image encoder's own Hub id or folder, when it is not beside the file
+
+    @property
+    def encoder_location(self) -> str:
+        return self.encoder or self.location
 
     @property
     def encoder_subfolder(self) -> str:
+        if self.encoder:
+            return ""
         return f"{self.subfolder}/{ENCODER_FOLDER}" if self.subfolder else ENCODER_FOLDER
 
 
@@ -125,10 +132,12 @@ def _adapter(given, family: registry.Family, *, allow_pickle: bool) -> Adapter:
                                     "encoder the adapter was trained with must be in that folder")
         return Adapter(given, str(path.parent), "", path.name, local=True)
     parts = given.split("/")
+    # the family's own adapter may keep its image encoder elsewhere (FLUX's reads OpenAI's CLIP)
+    encoder = family.ip_adapter_encoder if given == family.ip_adapter else None
     if path.exists() or given.startswith((".", "/", "~")) or len(parts) < 3:
         raise FileNotFoundError(f"ip_adapter {given!r}: no such file (a Hub id names the file inside its repo: "
                                 "'owner/repo/folder/file.safetensors')")
-    return Adapter(given, "/".join(parts[:2]), "/".join(parts[2:-1]), parts[-1], local=False)
+    return Adapter(given, "/".join(parts[:2]), "/".join(parts[2:-1]), parts[-1], local=False, encoder=encoder)
 
 
 def check(style, style_scale, ip_adapter, family: registry.Family, *, allow_pickle: bool = False) -> Style | None:
@@ -139,8 +148,8 @@ def check(style, style_scale, ip_adapter, family: registry.Family, *, allow_pick
                 raise ValueError(f"{name}= was given without style=: pass the reference picture as style=")
         return None
     if family.pipeline not in PIPELINES:
-        raise ValueError(f"style= works with Stable Diffusion 1.x, 2.x and XL models (and models of the built-in "
-                         f"U-Net's kind) through their IP-Adapters; {family.name} models ({family.pipeline}) are not "
+        raise ValueError(f"style= works with Stable Diffusion 1.x, 2.x and XL models, FLUX models and the built-in "
+                         f"U-Net model through their IP-Adapters; {family.name} models ({family.pipeline}) are not "
                          "supported yet")
     image = inputs.to_image(style, "style")
     scale = family.default_style_scale if style_scale is None else style_scale
@@ -155,12 +164,31 @@ def _encoder(entry, adapter: Adapter, *, allow_pickle: bool):
 
     from .cache import quiet_diffusers
 
-    unet = entry.base.unet
+    denoiser = _denoiser(entry.base)
     with quiet_diffusers():
         encoder = CLIPVisionModelWithProjection.from_pretrained(
-            adapter.location, subfolder=adapter.encoder_subfolder, dtype=unet.dtype,
+            adapter.encoder_location, subfolder=adapter.encoder_subfolder, dtype=denoiser.dtype,
             use_safetensors=None if allow_pickle else True)
-    return encoder.to(unet.device).eval()
+    return encoder.to(denoiser.device).eval()
+
+
+def _denoiser(pipe):
+    """The model the adapter's attention layers go into: the UNet, or FLUX's transformer."""
+    return pipe.unet if hasattr(pipe, "unet") else pipe.transformer
+
+
+def _state(denoiser) -> tuple:
+    """What installing an adapter changes in a denoiser: its attention processors, its image projection and the
+    config entry that tells its forward to use it (FLUX's transformer has neither of the last two before)."""
+    return (dict(denoiser.attn_processors), getattr(denoiser, "encoder_hid_proj", None),
+            getattr(denoiser.config, "encoder_hid_dim_type", None))
+
+
+def _restore(denoiser, state: tuple) -> None:
+    processors, projection, kind = state
+    denoiser.set_attn_processor(processors)
+    denoiser.encoder_hid_proj = projection
+    denoiser.config.encoder_hid_dim_type = kind
 
 
 def _load(entry, adapter: Adapter, *, allow_pickle: bool) -> Loaded:
@@ -172,17 +200,18 @@ def _load(entry, adapter: Adapter, *, allow_pickle: bool) -> Loaded:
     if key in entry.ip_adapters:
         return entry.ip_adapters[key]
     base = entry.base
-    unet = base.unet
+    unet = _denoiser(base)
     what = f"{entry.name if entry.name != registry.BUILTIN else 'the built-in model'} ({entry.family.name})"
-    original = dict(unet.attn_processors)
-    original_projection, original_type = unet.encoder_hid_proj, unet.config.encoder_hid_dim_type
+    original = _state(unet)
     own_encoder, own_extractor = getattr(base, "image_encoder", None), getattr(base, "feature_extractor", None)
     try:
         encoder = _encoder(entry, adapter, allow_pickle=allow_pickle)
         base.register_modules(image_encoder=encoder)
+        encoder_kwarg = ({"image_encoder_folder": None} if hasattr(base, "unet") else
+                         {"image_encoder_pretrained_model_name_or_path": None})  # (ours is registered already)
         with quiet_diffusers():
             base.load_ip_adapter(adapter.location, subfolder=adapter.subfolder, weight_name=adapter.weight_name,
-                                 image_encoder_folder=None)
+                                 **encoder_kwarg)
         loaded = Loaded(dict(unet.attn_processors), unet.encoder_hid_proj, encoder, base.feature_extractor)
     except (OSError, ValueError, RuntimeError, KeyError) as err:
         base.register_modules(image_encoder=own_encoder, feature_extractor=own_extractor)
@@ -193,9 +222,7 @@ def _load(entry, adapter: Adapter, *, allow_pickle: bool) -> Loaded:
         raise ValueError(f"ip_adapter {adapter.given!r} does not fit {what}: it was made for another model "
                          f"({reason[:300]})") from None
     finally:
-        unet.set_attn_processor(original)
-        unet.encoder_hid_proj = original_projection
-        unet.config.encoder_hid_dim_type = original_type
+        _restore(unet, original)
     if entry.offloaded:  # CPU offload hooks each component: the new image encoder needs its own
         from .cache import _place
 
@@ -219,16 +246,15 @@ def applied(pipe, entry, style: Style | None, *, allow_pickle: bool = False) -> 
         yield {}
         return
     loaded = _load(entry, style.adapter, allow_pickle=allow_pickle)
-    unet = pipe.unet
-    if style.layers and not any(_listens(name, style.layers) for name in loaded.processors
-                                if not name.endswith("attn1.processor")):
+    unet = _denoiser(pipe)
+    if style.layers and not any(_listens(name, style.layers) for name, p in loaded.processors.items()
+                                if hasattr(p, "scale")):
         raise ValueError(f"none of this model's attention layers is one of {', '.join(style.layers)}, where "
                          f"{entry.family.name} models carry style; it does not have the family's architecture")
     for name, processor in loaded.processors.items():
         if hasattr(processor, "scale"):  # one scale per adapter; this call uses one adapter
             processor.scale = [style.scale if _listens(name, style.layers) else 0.0] * len(processor.scale)
-    original = dict(unet.attn_processors)
-    original_projection, original_type = unet.encoder_hid_proj, unet.config.encoder_hid_dim_type
+    original = _state(unet)
     own = {part: getattr(pipe, part, None) for part in ("image_encoder", "feature_extractor")}
     try:
         unet.set_attn_processor(dict(loaded.processors))
@@ -240,6 +266,4 @@ def applied(pipe, entry, style: Style | None, *, allow_pickle: bool = False) -> 
             pipe.register_modules(feature_extractor=loaded.feature_extractor)
         yield {"ip_adapter_image": style.image}
     finally:
-        unet.set_attn_processor(original)
-        unet.encoder_hid_proj = original_projection
-        unet.config.encoder_hid_dim_type = original_type
+        _restore(unet, original)

@@ -497,11 +497,14 @@ _IMAGE_ENCODER = dict(hidden_size=32, projection_dim=32, num_hidden_layers=2, nu
                       intermediate_size=37, image_size=32, patch_size=4)
 
 
-def make_tiny_ip_adapter(unet, folder: str | os.PathLike, *, seed: int = 0) -> pathlib.Path:
-    """Write a tiny random IP-Adapter for `unet` (a UNet2DConditionModel) to `folder`: its weights file in
-    h94/IP-Adapter's safetensors layout (`image_proj.*`, `ip_adapter.{k}.to_k_ip/to_v_ip.weight`) with a tiny
-    random CLIP image encoder in `folder/image_encoder`, as `pipe.load_ip_adapter(folder, subfolder="",
-    weight_name=IP_ADAPTER_FILE)` and `style=` read them; returns the weights file. Idempotent.
+def make_tiny_ip_adapter(denoiser, folder: str | os.PathLike, *, seed: int = 0) -> pathlib.Path:
+    """Write a tiny random IP-Adapter for `denoiser` to `folder`, with a tiny random CLIP image encoder in
+    `folder/image_encoder`; returns the weights file. Idempotent. For a UNet2DConditionModel (SD, SDXL, the
+    built-in model) the weights are in h94/IP-Adapter's safetensors layout (`image_proj.*`,
+    `ip_adapter.{k}.to_k_ip/to_v_ip.weight` for cross-attention layers k = 1, 3, 5, ...); for FLUX's transformer in
+    XLabs' (`ip_adapter_proj_model.*`, `double_blocks.{i}.processor.ip_adapter_double_stream_k_proj/v_proj.*`).
+    `style=` reads them with `ip_adapter=` this file, as `pipe.load_ip_adapter(folder, subfolder="",
+    weight_name=IP_ADAPTER_FILE)` would.
 
     The adapter's key/value weights are random, not zero, so a style picture visibly changes the result.
     """
@@ -516,13 +519,27 @@ def make_tiny_ip_adapter(unet, folder: str | os.PathLike, *, seed: int = 0) -> p
     torch.manual_seed(seed)
     encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**_IMAGE_ENCODER)).eval()
     _save(encoder, folder / "image_encoder")
-    cross, embed_dim, tokens = unet.config.cross_attention_dim, _IMAGE_ENCODER["projection_dim"], 4
+    embed_dim, tokens = _IMAGE_ENCODER["projection_dim"], 4
+    if hasattr(denoiser.config, "joint_attention_dim"):  # FLUX: only the double-stream blocks read the image
+        cross, inner = denoiser.config.joint_attention_dim, denoiser.inner_dim
+        state = {"ip_adapter_proj_model.proj.weight": torch.randn(tokens * cross, embed_dim) * 0.2,
+                 "ip_adapter_proj_model.proj.bias": torch.zeros(tokens * cross),
+                 "ip_adapter_proj_model.norm.weight": torch.ones(cross),
+                 "ip_adapter_proj_model.norm.bias": torch.zeros(cross)}
+        for i in range(denoiser.config.num_layers):
+            for part in ("k", "v"):
+                prefix = f"double_blocks.{i}.processor.ip_adapter_double_stream_{part}_proj"
+                state[f"{prefix}.weight"] = torch.randn(inner, cross) * cross ** -0.5
+                state[f"{prefix}.bias"] = torch.zeros(inner)
+        save_file({k: v.contiguous() for k, v in state.items()}, str(weights))
+        return weights
+    cross = denoiser.config.cross_attention_dim
     state = {"image_proj.proj.weight": torch.randn(tokens * cross, embed_dim) * 0.2,
              "image_proj.proj.bias": torch.zeros(tokens * cross),
              "image_proj.norm.weight": torch.ones(cross), "image_proj.norm.bias": torch.zeros(cross)}
-    channels = unet.config.block_out_channels
+    channels = denoiser.config.block_out_channels
     key = 1  # diffusers numbers the cross-attention layers 1, 3, 5, ... in attn_processors order
-    for name in unet.attn_processors:
+    for name in denoiser.attn_processors:
         if not name.endswith("attn2.processor"):
             continue
         block = int(name.split(".")[1]) if not name.startswith("mid_block") else None

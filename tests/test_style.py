@@ -178,13 +178,39 @@ def test_bad_style_arguments_are_errors_that_name_the_fix(adapter, reference, tm
         _gen(style=reference, ip_adapter=adapter, style_scal=0.5)
 
 
-def test_families_without_unet_ip_adapters_say_so(tmp_path, reference):
+def test_flux_reads_the_style_picture_in_its_double_stream_blocks(tmp_path, reference):
+    from diffusers import DiffusionPipeline
+
     model = testing.make_tiny_model("flux-dev", tmp_path / "flux")
+    weights = str(testing.make_tiny_ip_adapter(DiffusionPipeline.from_pretrained(model).transformer,
+                                               tmp_path / "ip_flux"))
+    kw = dict(model=str(model), seed=0, width=32, height=32, num_inference_steps=3, progress=False)
+    plain = _px(ig.generate("a cat", **kw))
+    image = ig.generate("a cat", style=reference, ip_adapter=weights, **kw)
+    assert np.abs(_px(image) - plain).mean() > 0.5
+    assert (_px(ig.generate("a cat", **kw)) == plain).all()
+    assert (_px(ig.regenerate(image)) == _px(image)).all()
+    edited = ig.edit(plain.astype(np.uint8), "a cat", strength=0.8, style=reference, ip_adapter=weights,
+                     **{k: v for k, v in kw.items() if k not in ("width", "height")})
+    assert edited.size == (32, 32) and ig.recipe(edited)["style"]["ip_adapter"] == weights
+    processors = ig.cache.shared.entry(str(model)).ip_adapters[weights].processors
+    assert {n.split(".")[0] for n, p in processors.items() if hasattr(p, "scale")} == {"transformer_blocks"}
+
+
+def test_the_registry_names_each_familys_published_adapter(tmp_path, reference):
+    families = ig.registry.FAMILIES
+    assert families["sd15"].ip_adapter.startswith("h94/IP-Adapter/models/")
+    assert families["sdxl"].ip_adapter.startswith("h94/IP-Adapter/sdxl_models/")
+    assert families["sd-turbo"].ip_adapter is None  # SD 2.1 has none published
+    flux = style._adapter(None, families["flux-dev"], allow_pickle=False)
+    assert (flux.location, flux.weight_name, flux.encoder_location) == (
+        "XLabs-AI/flux-ip-adapter", "ip_adapter.safetensors", "openai/clip-vit-large-patch14")
+    # named explicitly (as a recipe names it), the family's adapter still finds its encoder
+    again = style._adapter(families["flux-dev"].ip_adapter, families["flux-dev"], allow_pickle=False)
+    assert again == flux
+    model = testing.make_tiny_model("sd3", tmp_path / "sd3")
     with pytest.raises(ValueError, match="not supported yet"):
         ig.generate("a cat", model=str(model), style=reference, width=32, height=32, progress=False)
-    # the published defaults: SD 1.5 and SDXL name h94's adapters; SD 2.1 (SD-Turbo) has none
-    assert ig.registry.FAMILIES["sd15"].ip_adapter.startswith("h94/IP-Adapter/models/")
-    assert ig.registry.FAMILIES["sd-turbo"].ip_adapter is None
 
 
 def test_a_recipe_may_not_name_a_pickle_adapter_or_smuggle_one_in_extra(adapter, reference):
