@@ -10,6 +10,7 @@ Kinds and what each needs (all maps are RGB pictures of the input's size):
 | "softedge" | soft edge strength, 0..255 (smoothed Sobel gradient magnitude, like HED/PiDiNet output) | OpenCV |
 | "depth" | relative depth, near = bright, 0..255 | transformers and a depth-estimation model |
 | "pose" | OpenPose body skeletons on black | controlnet-aux (the `pose` extra) and OpenPose body weights |
+| "segmentation" | each shape in its kind's flat colour on black (`world.SEGMENT_COLORS`) | a shapes-world picture |
 | "none" | the picture itself | nothing |
 
 The depth and pose estimators are models: each is loaded once per (weights, device) and kept until `clear`.
@@ -26,9 +27,9 @@ import numpy as np
 from PIL import Image
 
 __all__ = ["DEFAULT_ESTIMATORS", "KINDS", "canny", "clear", "depth", "estimator", "lineart", "pose", "preprocess",
-           "scribble", "set_estimator", "softedge"]
+           "scribble", "segmentation", "set_estimator", "softedge"]
 
-KINDS = ("canny", "scribble", "lineart", "softedge", "depth", "pose", "none")
+KINDS = ("canny", "scribble", "lineart", "softedge", "depth", "pose", "segmentation", "none")
 
 # The weights the model-based kinds load unless `set_estimator` names others
 DEFAULT_ESTIMATORS = {
@@ -275,13 +276,23 @@ def pose(image, estimator: str | os.PathLike | None = None) -> Image.Image:
     return detector(image).convert("RGB").resize(image.size, Image.BILINEAR)
 
 
+def segmentation(image) -> Image.Image:
+    """The shapes world's segmentation map of `image`, a picture of that world: each shape the world's checker
+    finds, in its kind's flat colour on black. Other pictures are refused (a photograph's segments need a
+    segmentation model; pass such a map with `preprocess=False`)."""
+    from .tiny.checker import segmentation_map
+
+    return segmentation_map(image)
+
+
 def preprocess(image, kind: str = "canny", *, estimator: str | os.PathLike | None = None) -> Image.Image:
     """The control map `ig.control` would make from `image` for a ControlNet of `kind` (one of `KINDS`).
 
     "canny", "scribble", "lineart" and "softedge" use OpenCV alone and run offline; "depth" uses transformers'
     depth-estimation pipeline and "pose" controlnet-aux's OpenPose body model, whose weights come from the Hub or a
     local folder: `estimator=` names them for this call, `ig.preprocessors.set_estimator(kind, source)` for every
-    call (`ig.control` included). Each estimator loads once and is kept. "none" returns the picture itself.
+    call (`ig.control` included). Each estimator loads once and is kept. "segmentation" reads a picture of the
+    shapes world with its checker. "none" returns the picture itself.
 
     >>> import imagegen_nb as ig
     >>> from PIL import Image, ImageDraw
@@ -306,4 +317,5 @@ def preprocess(image, kind: str = "canny", *, estimator: str | os.PathLike | Non
         return depth(image, estimator)
     if kind == "pose":
         return pose(image, estimator)
-    return {"canny": canny, "scribble": scribble, "lineart": lineart, "softedge": softedge}[kind](image)
+    return {"canny": canny, "scribble": scribble, "lineart": lineart, "softedge": softedge,
+            "segmentation": segmentation}[kind](image)

@@ -117,6 +117,7 @@ def _threads(n: int | None) -> str:
 def _control(c: dict | None) -> str:
     if not c:
         return ""
-    return (f"\nThe canny ControlNet, given the edge map of a scene's picture and its caption, puts every shape within "
-            f"4 pixels of where the edges say in {c['placed']:.0%} of {c['scenes']} scenes ({c['free_placed']:.0%} "
-            f"for the same prompts and seeds without it); the prompt's grader passes {c['graded']:.0%} of them.\n")
+    return (f"\nThe canny ControlNet, given the edge map of a scene's picture and its caption, puts every shape where "
+            f"the edges say (as many shapes, each of its kind within 4 pixels, of its colour where the caption names "
+            f"one) in {c['placed']:.0%} of {c['scenes']} scenes ({c['free_placed']:.0%} for the same prompts and "
+            f"seeds without it); the prompt's grader passes {c['graded']:.0%} of them.\n")

@@ -130,23 +130,62 @@ def look(image: Image.Image) -> tuple[str, str | None]:
     return background(image), (max(areas, key=areas.get) if areas else None)
 
 
+def _labels(image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
+    """Each pixel's nearest colour among the palette and the backgrounds (an index into palette + backgrounds),
+    and its distance to it, at the world's size."""
+    arr = np.asarray(image.convert("RGB").resize((world.SIZE, world.SIZE), Image.NEAREST), dtype=np.float32)
+    colors = np.concatenate([_PALETTE, _BG])
+    dist = ((arr[:, :, None, :] - colors[None, None]) ** 2).sum(-1)
+    return dist.argmin(-1), np.sqrt(dist.min(-1))
+
+
+def _blobs(label: np.ndarray):
+    """(colour name, pixels) of every blob of one palette colour large enough to be a shape."""
+    for i, name in enumerate(_PALETTE_NAMES):
+        for pixels in _components(label == i):
+            if len(pixels) >= MIN_AREA:
+                yield name, pixels
+
+
 def detect(image: Image.Image) -> list[Detection]:
     """Every shape in the picture, left to right (by centroid).
 
     Each pixel is named by its nearest colour among the palette and the background; pixels of one palette colour
     that touch form a shape.
     """
-    arr = np.asarray(image.convert("RGB").resize((world.SIZE, world.SIZE), Image.NEAREST), dtype=np.float32)
-    colors = np.concatenate([_PALETTE, _BG])
-    dist = ((arr[:, :, None, :] - colors[None, None]) ** 2).sum(-1)
-    label = dist.argmin(-1)
-    found = []
-    for i, name in enumerate(_PALETTE_NAMES):
-        for pixels in _components(label == i):
-            if len(pixels) >= MIN_AREA:
-                found.append(Detection(name, _shape_of(pixels), float(pixels[:, 1].mean()),
-                                       float(pixels[:, 0].mean()), len(pixels)))
+    label, _ = _labels(image)
+    found = [Detection(name, _shape_of(pixels), float(pixels[:, 1].mean()), float(pixels[:, 0].mean()),
+                       len(pixels)) for name, pixels in _blobs(label)]
     return sorted(found, key=lambda d: d.x)
+
+
+FLAT_DISTANCE = 60.0  # RGB distance within which a pixel counts as one of the world's colours
+MIN_FLAT_SHARE = 0.9  # a picture of the world has at least this share of such pixels (anti-aliased edges aside)
+
+
+def segmentation_map(image: Image.Image) -> Image.Image:
+    """The segmentation map of a picture of the shapes world (`world.segmentation` of the scene it shows): each
+    shape the checker finds, in its kind's flat colour on black (shapes it cannot name are left out). A picture
+    that is not of the world's flat colours (a photograph) is an error: its segments would mean nothing.
+
+    >>> scene = world.sample_scene(seed=3, category="two_object")
+    >>> import numpy as np
+    >>> bool((np.asarray(segmentation_map(world.render(scene))) == np.asarray(world.segmentation(scene))).mean() > 0.97)
+    True
+    """
+    label, distance = _labels(image)
+    flat = float((distance <= FLAT_DISTANCE).mean())
+    if flat < MIN_FLAT_SHARE:
+        raise ValueError(f"this picture is not of the shapes world's flat colours (only {flat:.0%} of its pixels are "
+                         "near one), so the world's segmentation cannot read it; pass a segmentation map you made "
+                         "with preprocess=False (world.SEGMENT_COLORS: one flat colour per kind of shape, on black)")
+    out = np.zeros((world.SIZE, world.SIZE, 3), dtype=np.uint8)
+    for _, pixels in _blobs(label):
+        kind = _shape_of(pixels)
+        if kind in world.SEGMENT_COLORS:
+            out[pixels[:, 0], pixels[:, 1]] = world.SEGMENT_COLORS[kind]
+    result = Image.fromarray(out)
+    return result if image.size == result.size else result.resize(image.size, Image.NEAREST)
 
 
 # --- Grading a picture against a prompt of the world's grammar --------------------------------------------------
@@ -203,3 +242,21 @@ def grade(image: Image.Image, prompt: str) -> bool:
     a, b = max(hits[0], key=lambda d: d.area), max(hits[1], key=lambda d: d.area)
     dx, dy = a.x - b.x, a.y - b.y
     return {"left of": dx < 0, "right of": dx > 0, "above": dy < 0, "below": dy > 0}[spec.relation]
+
+
+def same_layout(image: Image.Image, scene: world.Scene, caption: str, tolerance: float = 4.0) -> bool:
+    """Whether a picture made from a control map of `scene` puts the scene's shapes where the map says: as many
+    shapes, and each of the scene's with a found one of its kind within `tolerance` pixels of its centre, and of
+    its colour where `caption` names colours (a map carries no colour, so a caption that leaves it open, "two
+    circles", lets the model choose it).
+
+    >>> from imagegen_nb.tiny import world
+    >>> scene = world.sample_scene(seed=2, category="counting")
+    >>> same_layout(world.render(scene), scene, world.caption(scene))
+    True
+    """
+    named = any(colour is not None for colour, _ in parse(caption).objects)
+    found, truth = detect(image), detect(world.render(scene))
+    return len(found) == len(truth) and all(
+        any(d.shape == t.shape and (d.color == t.color or not named) and abs(d.x - t.x) <= tolerance
+            and abs(d.y - t.y) <= tolerance for d in found) for t in truth)

@@ -129,35 +129,35 @@ def evaluate(model=None, *, per_category: int = 16, images_per_prompt: int = 4, 
     }
 
 
-def evaluate_control(model=None, *, n: int = 32, seed: int = 0, tolerance: float = 4.0, **kwargs) -> dict:
-    """How well the canny ControlNet puts shapes where the edges say: for `n` scenes of the world, generate from
-    the edge map of the scene's own picture and its caption, then count the scenes where every shape the checker
-    finds in the picture has a generated shape of the same colour within `tolerance` pixels of its centre.
+def evaluate_control(model=None, *, kind: str = "canny", controlnet: str | None = None, n: int = 32, seed: int = 0,
+                     tolerance: float = 4.0, **kwargs) -> dict:
+    """How well a ControlNet (`kind`'s shipped one, or the folder `controlnet`) puts shapes where its map says: for
+    `n` scenes of the world, generate from the scene's map (`train_control.control_map`) and its caption, and count
+    the scenes whose picture `checker.same_layout` accepts (as many shapes, each of the scene's within `tolerance`
+    pixels, of its kind, and of its colour where the caption names colours).
 
     Returns `placed` (that share), `graded` (the share the prompt's grader passes, as in `evaluate`) and
     `free_placed`, the same layout score for the same prompts and seeds without the ControlNet (the chance level).
     """
+    from PIL import Image
+
     import imagegen_nb as ig
+
+    from .train_control import control_map
 
     rng = random.Random(seed + 77)
     scenes = [world.sample_scene(rng=rng, training=True) for _ in range(n)]
     placed = graded = free = 0
     for k, scene in enumerate(scenes):
-        text, picture = world.caption(scene), world.render(scene)
-        truth = checker.detect(picture)
-        image = ig.control(picture, text, kind="canny", model=model, seed=seed + k, progress=False,
-                           **kwargs)
+        text = world.caption(scene)
+        cmap = Image.fromarray(control_map(kind, scene))
+        image = ig.control(cmap, text, kind=kind, preprocess=False, controlnet=controlnet, model=model,
+                           seed=seed + k, progress=False, **kwargs)
         plain = ig.generate(text, model=model, seed=seed + k, progress=False, **kwargs)
-        placed += _same_layout(checker.detect(image), truth, tolerance)
-        free += _same_layout(checker.detect(plain), truth, tolerance)
+        placed += checker.same_layout(image, scene, text, tolerance)
+        free += checker.same_layout(plain, scene, text, tolerance)
         graded += checker.grade(image, text)
     return {"placed": placed / n, "graded": graded / n, "free_placed": free / n, "scenes": n}
-
-
-def _same_layout(found: list[checker.Detection], truth: list[checker.Detection], tolerance: float) -> bool:
-    return len(found) == len(truth) and all(
-        any(d.color == t.color and abs(d.x - t.x) <= tolerance and abs(d.y - t.y) <= tolerance for d in found)
-        for t in truth)
 
 
 def table(result: dict) -> str:

@@ -275,6 +275,27 @@ def render(scene: Scene) -> Image.Image:
     return image
 
 
+# The classes of a segmentation map (`segmentation`): one flat colour per kind of shape, on black, as semantic
+# segmentation ControlNets read a class palette (ADE20K's, for SD 1.5's)
+SEGMENT_COLORS: dict[str, tuple[int, int, int]] = {
+    "circle": (220, 20, 60), "square": (20, 200, 120), "triangle": (40, 100, 255), "star": (255, 200, 0)}
+
+
+def segmentation(scene: Scene) -> Image.Image:
+    """A scene's segmentation map: each shape's area in its kind's flat colour (`SEGMENT_COLORS`) on black. It says
+    where each shape goes and what it is, not its colour: that is the prompt's to say.
+
+    >>> im = segmentation(Scene("white", (Shape("square", "red", 32, 32, 10),), "single_object"))
+    >>> im.getpixel((32, 32)), im.getpixel((2, 2))
+    ((20, 200, 120), (0, 0, 0))
+    """
+    image = Image.new("RGB", (SIZE, SIZE), (0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    for s in scene.shapes:
+        draw_shape(draw, s, SEGMENT_COLORS[s.shape])
+    return image
+
+
 def batch(n: int, seed: int, *, training: bool = True, flip: bool = True,
           weights: Sequence[float] = CATEGORY_WEIGHTS) -> tuple[np.ndarray, list[str], list[Scene]]:
     """`n` pictures as a uint8 array (n, 64, 64, 3), their captions and their scenes; the same for the same seed.
