@@ -22,6 +22,7 @@ from ..recipes import INPUTS_KEY, Recipe
 from ..recipes import recipe as read_recipe
 from ..steps import Run, Step
 from ._common import PIXELATED_CSS, error_html
+from .compare_row import CompareRow
 from .controls import Controls, known_family
 from .gallery import Gallery
 from .input_picture import InputPicture
@@ -82,6 +83,8 @@ class Studio(widgets.VBox):
         self.input_picture = InputPicture(on_error=self._show_error, on_upload=lambda picture: self.set_input(
             picture, self.task if self.task != "generate" else "edit"))
         self.style_picture = StylePicture(on_error=self._show_error)
+        self.compare_row = CompareRow()
+        self.comparison = None  # the last comparison grid (ig.Comparison), made with the Compare button
         self.run_view = RunView(start_button=self.generate_button)
         self.gallery_view = Gallery(on_select=self.run_view.show, on_use=self._use_settings, on_send=self.send_to,
                                     on_error=self._show_error, message=self.message)
@@ -119,11 +122,12 @@ class Studio(widgets.VBox):
                                  self._size_box, self._seed_row, self.num_images, self._control_box,
                                  self.input_picture],
                                 layout={"width": "520px", "min_width": "420px"})
-        output = widgets.VBox([self.run_view, self.message], layout={"padding": "0 0 0 16px"})
+        output = widgets.VBox([self.run_view, self.compare_row, self.message], layout={"padding": "0 0 0 16px"})
         return [widgets.HTML(PIXELATED_CSS), widgets.HBox([controls, output]), self.gallery_view]
 
     def _wire(self) -> None:
         self.generate_button.on_click(lambda _: self.generate())
+        self.compare_row.button.on_click(lambda _: self.compare())
         self.task_selector.observe(self._on_task, names="value")
         self.kind.observe(lambda _: self._update_control_map(), names="value")
         self.model.observe(self._on_model, names="value")
@@ -287,6 +291,61 @@ class Studio(widgets.VBox):
             self._thread.start()
         else:
             self._execute(task, kw, run)
+
+    def compare(self, background: bool = True) -> None:
+        """What the Compare button does: `ig.compare` with the controls' settings and the compare row's values of
+        one argument; the grid shows where the preview is and each cell goes to the gallery with its recipe."""
+        if self.busy:
+            return
+        self.error = None
+        self.message.value = ""
+        if self.seed_mode.value == "random":
+            self.roll_seed()
+        task = self.task
+        try:
+            kw = self.kwargs
+            self._check(task, kw)
+            axis, values = self.compare_row.axis_values(task)
+            if axis == "style_scale" and "style" not in kw:
+                raise ValueError("style_scale needs a style picture: upload one in the style box, or press → Style")
+        except Exception as err:
+            self._show_error(err)
+            return
+        size = (kw["width"], kw["height"]) if task == "generate" else kw[_INPUT_NAMES[task]].size
+        del kw["num_images"]
+        kw[axis] = values
+        run = self.run_view.watch(Run(list(self.listeners)), num_images=len(values), size=size)
+        if background:
+            self._thread = threading.Thread(target=self._execute_compare, args=(task, kw, run), daemon=True,
+                                            name="imagegen-studio")
+            self._thread.start()
+        else:
+            self._execute_compare(task, kw, run)
+
+    def _execute_compare(self, task: str, kw: dict[str, Any], run: Run) -> None:
+        from ..comparisons import compare
+
+        started = time.perf_counter()
+        try:
+            prompt = kw.pop("prompt")
+            grid = compare(prompt, task=task, run=run, progress=False, **kw)
+            self.comparison = grid
+            made = [cell for cell in grid.cells.flat if cell is not None]
+            kept = [cell for cell in made if read_recipe(cell).get("stopped_at") is None]
+            for cell in kept:
+                self.gallery_view.add(cell)
+            self.run_view.show(grid.image)
+            self.result = grid
+            stopped = len(kept) < grid.cells.size
+            self.run_view.finish(time.perf_counter() - started, stopped=stopped)
+            if stopped:
+                self.message.value = ("<span style='color:#555'>Stopped: the grid shows the cells made; only the "
+                                      f"{len(kept)} finished ones are kept in the gallery.</span>")
+        except Exception as err:
+            self._show_error(err)
+            self.run_view.fail()
+        finally:
+            self.run_view.release()
 
     def run_sync(self):
         """Generate in the calling thread and return the result (None after an error, shown in the panel)."""
