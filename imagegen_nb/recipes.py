@@ -27,7 +27,7 @@ from PIL import Image, PngImagePlugin
 
 from . import arguments
 from .errors import RecipeError
-from .registry import TASK_INPUTS, TASKS
+from .registry import BUILTIN_IP_ADAPTER, TASK_INPUTS, TASKS
 
 INFO_KEY = "imagegen_nb"  # key in image.info and PNG text chunk holding the recipe as JSON
 INPUTS_KEY = "imagegen_nb.inputs"  # key in image.info holding the input pictures of edit/inpaint/control
@@ -258,7 +258,7 @@ def _check_style(value) -> dict[str, Any] | None:
     if not isinstance(digest, str) or len(digest) != 10 or any(c not in "0123456789abcdef" for c in digest):
         raise RecipeError(f"this picture's recipe is damaged: its style hash should be 10 hex digits, not {digest!r}")
     adapter = arguments.text("ip_adapter", adapter, optional=True)
-    if adapter is not None and not adapter.lower().endswith(".safetensors"):
+    if adapter is not None and not adapter.lower().endswith(".safetensors") and adapter != BUILTIN_IP_ADAPTER:
         raise RecipeError(f"this picture's recipe names the IP-Adapter {adapter!r}, which a picture may not name "
                           "(only .safetensors files)")
     return {"hash": digest, "scale": arguments.number("style_scale", value["scale"], low=0, high=2),

@@ -115,6 +115,13 @@ def _adapter(given, family: registry.Family, *, allow_pickle: bool) -> Adapter:
         given = family.ip_adapter
     if isinstance(given, os.PathLike):
         given = os.fspath(given)
+    if given == registry.BUILTIN_IP_ADAPTER:
+        from .tiny import ip_adapter_path
+
+        path = ip_adapter_path()
+        if not path.is_file():
+            raise FileNotFoundError(f"the built-in model's IP-Adapter is not in this installation ({path})")
+        return Adapter(given, str(path.parent), "", path.name, local=True)
     if not isinstance(given, str) or not given:
         raise TypeError(f"ip_adapter must be a path or a Hub file id ('owner/repo/folder/file.safetensors'), not "
                         f"{type(given).__name__} {given!r}")
@@ -203,18 +210,21 @@ def _load(entry, adapter: Adapter, *, allow_pickle: bool) -> Loaded:
     unet = _denoiser(base)
     what = f"{entry.name if entry.name != registry.BUILTIN else 'the built-in model'} ({entry.family.name})"
     original = _state(unet)
-    own_encoder, own_extractor = getattr(base, "image_encoder", None), getattr(base, "feature_extractor", None)
+    own = {part: getattr(base, part, None) for part in ("image_encoder", "feature_extractor")}
     try:
         encoder = _encoder(entry, adapter, allow_pickle=allow_pickle)
-        base.register_modules(image_encoder=encoder)
+        side = encoder.config.image_size  # each adapter reads pictures at its own encoder's size
+        from transformers import CLIPImageProcessor
+
+        processor = CLIPImageProcessor(size=side, crop_size=side)
+        base.register_modules(image_encoder=encoder, feature_extractor=processor)
         encoder_kwarg = ({"image_encoder_folder": None} if hasattr(base, "unet") else
                          {"image_encoder_pretrained_model_name_or_path": None})  # (ours is registered already)
         with quiet_diffusers():
             base.load_ip_adapter(adapter.location, subfolder=adapter.subfolder, weight_name=adapter.weight_name,
                                  **encoder_kwarg)
-        loaded = Loaded(dict(unet.attn_processors), unet.encoder_hid_proj, encoder, base.feature_extractor)
+        loaded = Loaded(dict(unet.attn_processors), unet.encoder_hid_proj, encoder, processor)
     except (OSError, ValueError, RuntimeError, KeyError) as err:
-        base.register_modules(image_encoder=own_encoder, feature_extractor=own_extractor)
         if not adapter.local and isinstance(err, OSError):
             raise ModelNotFoundError(registry.no_download_message(adapter.given, err)) from None
         lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
@@ -223,10 +233,7 @@ def _load(entry, adapter: Adapter, *, allow_pickle: bool) -> Loaded:
                          f"({reason[:300]})") from None
     finally:
         _restore(unet, original)
-    if entry.offloaded:  # CPU offload hooks each component: the new image encoder needs its own
-        from .cache import _place
-
-        _place(base, entry.placement, entry.nbytes)
+        base.register_modules(**own)  # the base as it was: the adapter's parts are installed per call
     entry.ip_adapters[key] = loaded
     ip_modules = [p for p in loaded.processors.values() if hasattr(p, "parameters")]
     entry.nbytes += param_bytes(encoder, loaded.projection, *ip_modules)
@@ -256,14 +263,18 @@ def applied(pipe, entry, style: Style | None, *, allow_pickle: bool = False) -> 
             processor.scale = [style.scale if _listens(name, style.layers) else 0.0] * len(processor.scale)
     original = _state(unet)
     own = {part: getattr(pipe, part, None) for part in ("image_encoder", "feature_extractor")}
+    # under CPU offload the encoder is not one of the hooked components: it goes to the GPU for the call
+    device = pipe._execution_device if entry.offloaded else None
     try:
         unet.set_attn_processor(dict(loaded.processors))
         unet.encoder_hid_proj = loaded.projection
         unet.config.encoder_hid_dim_type = "ip_image_proj"
-        if own["image_encoder"] is None:
-            pipe.register_modules(image_encoder=loaded.image_encoder)
-        if own["feature_extractor"] is None:
-            pipe.register_modules(feature_extractor=loaded.feature_extractor)
+        pipe.register_modules(image_encoder=loaded.image_encoder, feature_extractor=loaded.feature_extractor)
+        if device is not None:
+            loaded.image_encoder.to(device)
         yield {"ip_adapter_image": style.image}
     finally:
         _restore(unet, original)
+        pipe.register_modules(**own)
+        if device is not None:
+            loaded.image_encoder.to("cpu")

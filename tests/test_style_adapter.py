@@ -68,3 +68,34 @@ def test_training_resumes_where_it_stopped_and_writes_what_diffusers_loads(tmp_p
     image = pipe("a circle", ip_adapter_image=reference, num_inference_steps=3, generator=gen).images[0]
     assert image.size == (64, 64)
     assert np.asarray(image).std() > 1  # a picture, not a flat field
+
+
+def test_the_shipped_adapter_carries_the_look_and_keeps_the_content():
+    """Floors from a seeded sample, below the full evaluation's figures (docs/style.md)."""
+    from imagegen_nb import tiny
+
+    scores = style_adapter.evaluate(tiny.ip_adapter_path(), n=16, seed=0)  # full evaluation (n=64): 100/98/87/97
+    open_, named = scores["open"], scores["named"]
+    assert open_["background"] >= 90 and open_["colour"] >= 90
+    assert open_["background_plain"] <= 60 and open_["colour_plain"] <= 30  # chance, without the reference
+    assert open_["content_styled"] >= open_["content_plain"] - 10
+    assert named["background"] >= 85 and named["content_styled"] >= 75  # what the prompt names, it keeps
+
+
+def test_style_is_the_built_in_model_s_default_adapter_and_the_lesson_reads_it():
+    import imagegen_nb as ig
+    from imagegen_nb.teach import style as lesson
+
+    reference = world.render(world.Scene("black", (world.Shape("circle", "pink", 32, 32, 10),), "colors"))
+    image = ig.generate("two squares", seed=1, style=reference, progress=False)
+    assert ig.recipe(image)["style"]["ip_adapter"] == ig.registry.BUILTIN_IP_ADAPTER
+    assert checker.look(image) == ("black", "pink")
+    fig = lesson.sweep("two squares", reference, scales=(0.0, 1.0), seed=1)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0] == "reference\nblack, pink" and titles[2].startswith("style_scale 1\nblack, pink")
+    fig = lesson.style_vs_content(prompts=("a circle", "a yellow circle"), seed=0)
+    assert len(fig.axes) == 6
+    yellow = fig.axes[2].get_title(), fig.axes[5].get_title()
+    assert all(", yellow" in t for t in yellow)  # what the prompt names, it keeps
+    fig, scores = lesson.measure(n=4, scales=(0.0, 1.0), seed=2)
+    assert scores[1.0]["background"] > scores[0.0]["background"]

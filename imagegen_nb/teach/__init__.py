@@ -4,7 +4,8 @@ functions users call (`ig.generate`, `ig.trace`, ...) and the step records of `i
 Lessons: `tokens` (prompt -> tokens -> embeddings), `forward` (noising a picture), `schedules` (noise level over
 time), `reverse` (a trace step by step), `guidance` (classifier-free guidance), `samplers` (schedulers and step
 counts), `latent` (what the VAE keeps), `attention` (which word goes where), `seeds` (the starting noise),
-`inpaint` and `control` (the conditioned tasks), `geneval` (how the built-in model scores next to real models),
+`inpaint` and `control` (the conditioned tasks), `style` (a picture as a prompt: IP-Adapter),
+`geneval` (how the built-in model scores next to real models),
 `terminal_snr` (what the last timestep of a schedule leaks of the picture); and the field's story:
 `architecture` (U-Net against DiT), `flow` (diffusion against flow matching, and step counts), `prediction` (what
 the network should predict: the JiT toy), `gan` (a GAN against a diffusion model on the same toy data) and
@@ -25,7 +26,8 @@ import importlib
 from typing import Any
 
 LESSONS = ("tokens", "forward", "schedules", "reverse", "guidance", "samplers", "latent", "attention", "seeds",
-           "inpaint", "control", "geneval", "terminal_snr", "architecture", "flow", "prediction", "gan", "failures")
+           "inpaint", "control", "style", "geneval", "terminal_snr", "architecture", "flow", "prediction", "gan",
+           "failures")
 
 __all__ = list(LESSONS)
 

@@ -27,3 +27,9 @@ def model_path(name: str = "sd") -> Path:
 def controlnet_path(kind: str = "canny") -> Path:
     """The folder of the built-in model's ControlNet for `kind` (only "canny" ships)."""
     return WEIGHTS / f"controlnet-{kind}"
+
+
+def ip_adapter_path() -> Path:
+    """The built-in U-Net model's IP-Adapter weights file (`style=`), with its image encoder in the
+    `image_encoder` folder beside it (trained by `imagegen_nb.tiny.style_adapter`)."""
+    return WEIGHTS / "ip-adapter" / "ip-adapter.safetensors"
