@@ -78,7 +78,8 @@ _FLUX_IP_ADAPTER = dict(ip_adapter="XLabs-AI/flux-ip-adapter/ip_adapter.safetens
 
 FAMILIES: dict[str, Family] = {f.name: f for f in [
     Family("tiny", "StableDiffusionPipeline", 64, 12, 4.0, control_image_arg="image",
-           controlnets={"canny": "builtin:canny"}, ip_adapter=BUILTIN_IP_ADAPTER, default_style_scale=0.7,
+           controlnets={"canny": "builtin:canny", "segmentation": "builtin:segmentation"},
+           ip_adapter=BUILTIN_IP_ADAPTER, default_style_scale=0.7,
            description="built-in teaching model: flat shapes on plain backgrounds, 64x64, fast on CPU"),
     # Z-Image's guidance g combines pos + g (pos - neg): ordinary classifier-free guidance at scale g + 1
     Family(BUILTIN_DIT, "ZImagePipeline", 64, 8, 3.0, flow=True, size_factor=8, tasks=("generate", "edit", "inpaint"),

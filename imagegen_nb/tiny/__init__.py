@@ -25,7 +25,7 @@ def model_path(name: str = "sd") -> Path:
 
 
 def controlnet_path(kind: str = "canny") -> Path:
-    """The folder of the built-in model's ControlNet for `kind` (only "canny" ships)."""
+    """The folder of the built-in model's ControlNet for `kind`: "canny" or "segmentation" ship."""
     return WEIGHTS / f"controlnet-{kind}"
 
 

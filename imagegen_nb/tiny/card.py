@@ -38,7 +38,7 @@ Held out of training entirely: {held_out}.
 | VAE | `AutoencoderKL` | 64x64x3 -> 16x16x4 |
 | UNet | `UNet2DConditionModel` | {unet_notes} |
 | scheduler | `DPMSolverMultistepScheduler` | {schedule_notes}, trailing spacing |
-| ControlNet | `ControlNetModel` (in `../controlnet-canny`) | canny edges of the same world |
+| ControlNets | `ControlNetModel` (`../controlnet-canny`, `../controlnet-segmentation`) | edges; segmentation maps |
 
 ## Evaluation
 `python -m imagegen_nb.tiny.evaluate`: {per_category} prompts per category,
@@ -114,10 +114,20 @@ def _threads(n: int | None) -> str:
     return "CPU" if n is None else f"{n} CPU thread{'s' if n > 1 else ''}"
 
 
-def _control(c: dict | None) -> str:
-    if not c:
+_MAPS = {"canny": "the edge map", "segmentation": "the segmentation map"}
+
+
+def _control(controls: dict | None) -> str:
+    """One sentence per ControlNet scored: `controls` is {kind: evaluate_control's result} (or one canny result)."""
+    if not controls:
         return ""
-    return (f"\nThe canny ControlNet, given the edge map of a scene's picture and its caption, puts every shape where "
-            f"the edges say (as many shapes, each of its kind within 4 pixels, of its colour where the caption names "
-            f"one) in {c['placed']:.0%} of {c['scenes']} scenes ({c['free_placed']:.0%} for the same prompts and "
-            f"seeds without it); the prompt's grader passes {c['graded']:.0%} of them.\n")
+    if "placed" in controls:  # one result: the canny ControlNet's
+        controls = {"canny": controls}
+    lines = []
+    for kind, c in controls.items():
+        lines.append(f"The {kind} ControlNet, given {_MAPS.get(kind, 'the map')} of a scene and its caption, puts "
+                     "every shape where the map says (as many shapes, each of its kind within 4 pixels, of its "
+                     f"colour where the caption names one) in {c['placed']:.0%} of {c['scenes']} scenes "
+                     f"({c['free_placed']:.0%} for the same prompts and seeds without it); the prompt's grader "
+                     f"passes {c['graded']:.0%} of them.")
+    return "\n" + "\n\n".join(lines) + "\n"

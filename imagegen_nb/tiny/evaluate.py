@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scheduler", default=None)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--control", type=int, default=32, metavar="N",
-                        help="also score the canny ControlNet on N scenes (0: skip)")
+                        help="also score each shipped ControlNet on N scenes (0: skip)")
     parser.add_argument("--json", type=Path, default=None, help="also write the result as JSON here")
     parser.add_argument("--write-card", action="store_true", help="write the table into the model card")
     parser.add_argument("--training", type=Path, default=None, help="training config.json to cite in the card")
@@ -205,10 +205,13 @@ def main(argv: list[str] | None = None) -> None:
           f"{result['reconstruction_accuracy']:.1%}; "
           f"{result['seconds_per_image'] * 1000:.0f} ms per image")
     if args.control:
-        result["control"] = evaluate_control(args.model, n=args.control, **kwargs)
-        c = result["control"]
-        print(f"canny ControlNet: shapes where the edges put them in {c['placed']:.0%} of {c['scenes']} scenes "
-              f"({c['free_placed']:.0%} without it); prompt followed in {c['graded']:.0%}")
+        from ..registry import BUILTIN, FAMILIES
+
+        result["control"] = {}
+        for kind in FAMILIES[BUILTIN].controlnets:
+            c = result["control"][kind] = evaluate_control(args.model, kind=kind, n=args.control, **kwargs)
+            print(f"{kind} ControlNet: every shape where the map says in {c['placed']:.0%} of {c['scenes']} scenes "
+                  f"({c['free_placed']:.0%} without it); prompt followed in {c['graded']:.0%}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     if args.write_card:
