@@ -88,7 +88,7 @@ def test_negative_guidance():
 
 def test_unknown_control_kind_and_scheduler(base):
     with pytest.raises(ValueError, match="unknown control kind 'sketch'; choose one of canny, scribble, lineart, "
-                                         "softedge, depth, pose, none"):
+                                         "softedge, depth, pose, segmentation, none"):
         ig.control(base, "a red circle", kind="sketch")
     with pytest.raises(ValueError, match="unknown scheduler 'fast'; choose one of"):
         ig.generate("a red circle", scheduler="fast")
