@@ -164,6 +164,13 @@ def builtin_dit_path() -> Path:
     return model_path("dit")
 
 
+def builtin_ip_adapter_path() -> Path:
+    """The built-in U-Net model's IP-Adapter weights file (`ip_adapter="builtin:style"`)."""
+    from .tiny import ip_adapter_path
+
+    return ip_adapter_path()
+
+
 # the tokenizer classes a word-level tokenizer.json saves as (transformers 5, 4); Z-Image's own is Qwen2Tokenizer
 _WORD_TOKENIZERS = ("TokenizersBackend", "PreTrainedTokenizerFast")
 

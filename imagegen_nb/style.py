@@ -116,9 +116,7 @@ def _adapter(given, family: registry.Family, *, allow_pickle: bool) -> Adapter:
     if isinstance(given, os.PathLike):
         given = os.fspath(given)
     if given == registry.BUILTIN_IP_ADAPTER:
-        from .tiny import ip_adapter_path
-
-        path = ip_adapter_path()
+        path = registry.builtin_ip_adapter_path()
         if not path.is_file():
             raise FileNotFoundError(f"the built-in model's IP-Adapter is not in this installation ({path})")
         return Adapter(given, str(path.parent), "", path.name, local=True)

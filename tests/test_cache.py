@@ -29,8 +29,12 @@ def test_warm_cache_loads_nothing_and_tasks_share_module_objects():
     tiny = next(m for m in info["models"] if m["model"] == "tiny")
     assert {"generate", "edit", "inpaint"} <= set(tiny["pipelines"])
     controlnets = cache.shared.controlnets(None)  # loaded by earlier control calls
+    styles = [part for loaded in entry.ip_adapters.values()  # IP-Adapters loaded by earlier style= calls
+              for part in (loaded.image_encoder, loaded.projection,
+                           *(p for p in loaded.processors.values() if hasattr(p, "parameters")))]
     assert tiny["bytes"] == sum(p.numel() * p.element_size() for m in (entry.base.unet, entry.base.vae,
-                                                                        entry.base.text_encoder, *controlnets)
+                                                                        entry.base.text_encoder, *controlnets,
+                                                                        *styles)
                                 for p in m.parameters())
 
 

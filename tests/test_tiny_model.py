@@ -26,7 +26,8 @@ def test_weights_are_safetensors_and_small():
     files = [p for p in tiny.WEIGHTS.rglob("*") if p.is_file()]
     weights = [p for p in files if p.suffix in (".safetensors", ".bin", ".ckpt", ".pt")]
     assert weights and all(p.suffix == ".safetensors" for p in weights)
-    assert sum(p.stat().st_size for p in files) <= 25 * 2**20
+    # the package's budget for the built-in models, their ControlNets and the style adapter
+    assert sum(p.stat().st_size for p in files) <= 40 * 2**20
 
 
 def test_fixed_seed_is_deterministic_through_the_library():

@@ -18,6 +18,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .. import latents
 from . import checker, world
 from .card import TARGETS, render
@@ -129,10 +131,19 @@ def evaluate(model=None, *, per_category: int = 16, images_per_prompt: int = 4, 
     }
 
 
+def control_map(kind: str, scene: world.Scene) -> np.ndarray:
+    """The control map of a scene as (64, 64, 3) uint8: its picture's canny edges, or its segmentation map."""
+    if kind == "canny":
+        from ..preprocessors import canny
+
+        return np.asarray(canny(world.render(scene)))
+    return np.asarray(world.segmentation(scene))
+
+
 def evaluate_control(model=None, *, kind: str = "canny", controlnet: str | None = None, n: int = 32, seed: int = 0,
                      tolerance: float = 4.0, **kwargs) -> dict:
     """How well a ControlNet (`kind`'s shipped one, or the folder `controlnet`) puts shapes where its map says: for
-    `n` scenes of the world, generate from the scene's map (`train_control.control_map`) and its caption, and count
+    `n` scenes of the world, generate from the scene's map (`control_map`) and its caption, and count
     the scenes whose picture `checker.same_layout` accepts (as many shapes, each of the scene's within `tolerance`
     pixels, of its kind, and of its colour where the caption names colours).
 
@@ -142,8 +153,6 @@ def evaluate_control(model=None, *, kind: str = "canny", controlnet: str | None 
     from PIL import Image
 
     import imagegen_nb as ig
-
-    from .train_control import control_map
 
     rng = random.Random(seed + 77)
     scenes = [world.sample_scene(rng=rng, training=True) for _ in range(n)]

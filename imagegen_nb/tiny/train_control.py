@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from . import controlnet_path, model_path, world
 from .checkpoint import Checkpoint
+from .evaluate import control_map
 
 KINDS = ("canny", "segmentation")
 
@@ -40,15 +41,6 @@ class ControlConfig:
     seed: int = 0
     data_seed: int = 40_000_000  # far from the U-Net's and the first ControlNet's data
     checkpoint_every: int = 100
-
-
-def control_map(kind: str, scene: world.Scene) -> np.ndarray:
-    """The control map of a scene as (64, 64, 3) uint8: its picture's canny edges, or its segmentation map."""
-    if kind == "canny":
-        from ..preprocessors import canny
-
-        return np.asarray(canny(world.render(scene)))
-    return np.asarray(world.segmentation(scene))
 
 
 def _load(kind: str, base: Path | None):
@@ -138,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.evaluate:
-        from .evaluate import evaluate_control
+        from .evaluate import evaluate_control  # (heavy: imports the library)
 
         scores = evaluate_control(kind=args.kind, controlnet=str(args.out / "controlnet"), n=args.n)
         (args.out / "scores.json").write_text(json.dumps(scores, indent=1))
