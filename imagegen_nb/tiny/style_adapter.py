@@ -156,6 +156,7 @@ def train(out: Path, cfg: StyleConfig, steps: int | None = None, *, base: Path |
 
     from .. import latents
     from ..lora_training import _noise_schedule
+    from .train import _noised, lr_lambda
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
@@ -166,7 +167,7 @@ def train(out: Path, cfg: StyleConfig, steps: int | None = None, *, base: Path |
     params = list(trainable.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
     total = steps or cfg.steps
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup, total))
     ckpt = Checkpoint(out / "style.pt")
     parts = {"trainable": trainable, "opt": opt, "sched": sched}
     start, losses = ckpt.restore(parts)
@@ -184,14 +185,7 @@ def train(out: Path, cfg: StyleConfig, steps: int | None = None, *, base: Path |
         embeds = pipe.image_encoder(pixel_values).image_embeds
         keep = (torch.rand(len(captions), generator=gen) >= cfg.drop_reference).float()[:, None]
         embeds = embeds * keep
-        n = x0.shape[0]
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (n,), generator=gen)
-        eps = torch.randn(x0.shape, generator=gen)
-        x_t = scheduler.add_noise(x0, eps, t)
-        alpha_bar = scheduler.alphas_cumprod[t]
-        snr = alpha_bar / (1 - alpha_bar)
-        v_target = scheduler.get_velocity(x0, eps, t)  # the built-in model predicts v
-        weight = torch.clamp(snr + 1, max=cfg.min_snr) / (snr + 1)
+        x_t, v_target, t, weight = _noised(scheduler, x0, gen, cfg.min_snr)  # the built-in model predicts v
         v_pred = pipe.unet(x_t, t, states, added_cond_kwargs={"image_embeds": [embeds[:, None]]}).sample
         loss = (weight * (v_pred - v_target).pow(2).mean(dim=(1, 2, 3))).mean()
         opt.zero_grad(set_to_none=True)

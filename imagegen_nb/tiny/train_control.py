@@ -62,6 +62,7 @@ def train(kind: str, out: Path, cfg: ControlConfig, steps: int | None = None, *,
     weights go to `out/controlnet`."""
     from .. import latents
     from ..lora_training import _noise_schedule
+    from .train import _noised, ema_update, lr_lambda
 
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
@@ -75,7 +76,7 @@ def train(kind: str, out: Path, cfg: ControlConfig, steps: int | None = None, *,
     ema = copy.deepcopy(controlnet).requires_grad_(False)
     opt = torch.optim.AdamW(controlnet.parameters(), lr=cfg.lr, weight_decay=0.01)
     total = steps or cfg.steps
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup, total))
     ckpt = Checkpoint(out / "controlnet.pt")
     parts = {"model": controlnet, "ema": ema, "opt": opt, "sched": sched}
     start, losses = ckpt.restore(parts)
@@ -91,13 +92,7 @@ def train(kind: str, out: Path, cfg: ControlConfig, steps: int | None = None, *,
         with torch.no_grad():
             x0 = latents.encode(pipe.vae, latents.pixels(images))
             states, _ = pipe.encode_prompt(captions, "cpu", 1, False)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), generator=gen)
-        eps = torch.randn(x0.shape, generator=gen)
-        x_t = scheduler.add_noise(x0, eps, t)
-        alpha_bar = scheduler.alphas_cumprod[t]
-        snr = alpha_bar / (1 - alpha_bar)
-        v_target = scheduler.get_velocity(x0, eps, t)
-        weight = torch.clamp(snr + 1, max=cfg.min_snr) / (snr + 1)
+        x_t, v_target, t, weight = _noised(scheduler, x0, gen, cfg.min_snr)
         down, mid = controlnet(x_t, t, states, controlnet_cond=cond, return_dict=False)
         v_pred = pipe.unet(x_t, t, states, down_block_additional_residuals=down,
                            mid_block_additional_residual=mid).sample
@@ -107,10 +102,7 @@ def train(kind: str, out: Path, cfg: ControlConfig, steps: int | None = None, *,
         torch.nn.utils.clip_grad_norm_(controlnet.parameters(), 1.0)
         opt.step()
         sched.step()
-        with torch.no_grad():
-            decay = min(cfg.ema_decay, (1 + step) / (10 + step))
-            for e, p in zip(ema.parameters(), controlnet.parameters()):
-                e.mul_(decay).add_(p.detach(), alpha=1 - decay)
+        ema_update(ema, controlnet, min(cfg.ema_decay, (1 + step) / (10 + step)))
         losses.append(loss.item())
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == total:

@@ -23,6 +23,19 @@ def png_bytes(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+def uploaded_picture(files) -> Image.Image | None:
+    """The picture a FileUpload's `value` holds (its first file), decoded; None when it holds none. A file PIL
+    cannot read is a ValueError naming it."""
+    if not files:
+        return None
+    try:
+        picture = Image.open(io.BytesIO(bytes(files[0]["content"])))
+        picture.load()
+    except Exception as err:
+        raise ValueError(f"{files[0].get('name', 'upload')}: not a picture PIL can read ({err})") from None
+    return picture
+
+
 def display_width(size: tuple[int, int], small: int = 256, large: int = 512) -> int:
     """CSS width to show a picture of `size` at: small ones (the built-in model's 64x64) enlarged by a whole
     factor to about `small`, big ones shrunk to `large`. Only the shown size changes, never the pixels sent."""

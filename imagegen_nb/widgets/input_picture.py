@@ -4,7 +4,6 @@ for inpaint and its control map (`ig.preprocess`) for control.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +11,7 @@ import ipywidgets as widgets
 from PIL import Image
 
 from .. import inputs
-from ._common import PIXELATED_CLASS, PIXELATED_CSS, display_width, error_html, png_bytes
+from ._common import PIXELATED_CLASS, PIXELATED_CSS, display_width, error_html, png_bytes, uploaded_picture
 
 
 class InputPicture(widgets.VBox):
@@ -92,12 +91,9 @@ class InputPicture(widgets.VBox):
         self.control_view.layout.width = f"{min(128, display_width(cmap.size, 128, 128))}px"
 
     def _uploaded(self, change) -> None:
-        files = change["new"]
-        if not files:
-            return
         try:
-            picture = Image.open(io.BytesIO(bytes(files[0]["content"])))
-            picture.load()
-            self._on_upload(picture)
+            picture = uploaded_picture(change["new"])
+            if picture is not None:
+                self._on_upload(picture)
         except Exception as err:
-            self._on_error(ValueError(f"{files[0].get('name', 'upload')}: not a picture PIL can read ({err})"))
+            self._on_error(err)

@@ -270,31 +270,26 @@ class Studio(widgets.VBox):
 
     def generate(self, background: bool = True) -> None:
         """What the Generate button does: call the task function with `kwargs`, in a thread unless told not to."""
-        if self.busy:
-            return
-        self.error = None
-        self.message.value = ""
-        if self.seed_mode.value == "random":
-            self.roll_seed()
-        task = self.task
-        try:
-            kw = self.kwargs
-            self._check(task, kw)
-        except Exception as err:
-            self._show_error(err)
-            return
-        size = (kw["width"], kw["height"]) if task == "generate" else kw[_INPUT_NAMES[task]].size
-        run = self.run_view.watch(Run(list(self.listeners)), num_images=kw["num_images"], size=size)
-        if background:
-            self._thread = threading.Thread(target=self._execute, args=(task, kw, run), daemon=True,
-                                            name="imagegen-studio")
-            self._thread.start()
-        else:
-            self._execute(task, kw, run)
+        self._start(self._execute, background)
 
     def compare(self, background: bool = True) -> None:
         """What the Compare button does: `ig.compare` with the controls' settings and the compare row's values of
         one argument; the grid shows where the preview is and each cell goes to the gallery with its recipe."""
+        self._start(self._execute_compare, background, self._comparison_axis)
+
+    def _comparison_axis(self, task: str, kw: dict[str, Any]) -> int:
+        """Put the compare row's argument and values into `kw`; returns how many pictures the grid makes."""
+        axis, values = self.compare_row.axis_values(task)
+        if axis == "style_scale" and "style" not in kw:
+            raise ValueError("style_scale needs a style picture: upload one in the style box, or press → Style")
+        del kw["num_images"]
+        kw[axis] = values
+        return len(values)
+
+    def _start(self, target, background: bool, axis=None) -> None:
+        """Check the controls and start `target(task, kwargs, run)` with the run view watching the run, in a
+        thread unless told not to; `axis(task, kwargs)`, if given, adds a comparison's values and returns how many
+        pictures they make. Errors go to the panel."""
         if self.busy:
             return
         self.error = None
@@ -305,22 +300,17 @@ class Studio(widgets.VBox):
         try:
             kw = self.kwargs
             self._check(task, kw)
-            axis, values = self.compare_row.axis_values(task)
-            if axis == "style_scale" and "style" not in kw:
-                raise ValueError("style_scale needs a style picture: upload one in the style box, or press → Style")
+            size = (kw["width"], kw["height"]) if task == "generate" else kw[_INPUT_NAMES[task]].size
+            pictures = kw["num_images"] if axis is None else axis(task, kw)
         except Exception as err:
             self._show_error(err)
             return
-        size = (kw["width"], kw["height"]) if task == "generate" else kw[_INPUT_NAMES[task]].size
-        del kw["num_images"]
-        kw[axis] = values
-        run = self.run_view.watch(Run(list(self.listeners)), num_images=len(values), size=size)
+        run = self.run_view.watch(Run(list(self.listeners)), num_images=pictures, size=size)
         if background:
-            self._thread = threading.Thread(target=self._execute_compare, args=(task, kw, run), daemon=True,
-                                            name="imagegen-studio")
+            self._thread = threading.Thread(target=target, args=(task, kw, run), daemon=True, name="imagegen-studio")
             self._thread.start()
         else:
-            self._execute_compare(task, kw, run)
+            target(task, kw, run)
 
     def _execute_compare(self, task: str, kw: dict[str, Any], run: Run) -> None:
         from ..comparisons import compare

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Callable
 from typing import Any
@@ -24,7 +23,7 @@ import ipywidgets as widgets
 from PIL import Image
 
 from .. import arguments, inputs, registry, style
-from ._common import PIXELATED_CLASS, display_width, error_html, png_bytes
+from ._common import PIXELATED_CLASS, display_width, error_html, png_bytes, uploaded_picture
 
 _EMPTY = "<i>no style picture: upload one, or send one from the gallery</i>"
 
@@ -96,12 +95,9 @@ class StylePicture(widgets.VBox):
             self.ip_adapter.value = "" if adapter is None else os.fspath(adapter)
 
     def _uploaded(self, change) -> None:
-        files = change["new"]
-        if not files:
-            return
         try:
-            picture = Image.open(io.BytesIO(bytes(files[0]["content"])))
-            picture.load()
-            self.set(picture)
+            picture = uploaded_picture(change["new"])
+            if picture is not None:
+                self.set(picture)
         except Exception as err:
-            self._on_error(ValueError(f"{files[0].get('name', 'upload')}: not a picture PIL can read ({err})"))
+            self._on_error(err)
