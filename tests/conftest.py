@@ -19,6 +19,18 @@ def pytest_configure(config):
 
 
 @pytest.fixture
+def one_thread():
+    """One torch thread for the test (steadier beside other work on a small CPU), and the count it found given
+    back afterwards, whatever the test set."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def pixels():
     """The pixels of a PIL image as an int16 array (so differences do not wrap)."""
     return lambda image: np.asarray(image.convert("RGB"), dtype=np.int16)

@@ -19,12 +19,7 @@ SHIPPED = tiny.model_path("dit")
 FAST = dict(num_inference_steps=2, progress=False)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cfg(**kw) -> train_dit.TrainConfig:

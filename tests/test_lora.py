@@ -44,12 +44,7 @@ def loras(tmp_path_factory):
             "b": _make_lora(root / "style_b", seed=2, targets=("to_k", "to_v"))}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _px(image) -> np.ndarray:

@@ -5,19 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 import imagegen_nb as ig
 
 STEPS = 4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _studio(**kw):

@@ -12,7 +12,6 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image, PngImagePlugin
 
 import imagegen_nb as ig
@@ -22,12 +21,7 @@ from imagegen_nb.errors import RecipeError
 STEPS = 4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

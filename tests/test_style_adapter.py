@@ -11,13 +11,7 @@ import torch
 
 from imagegen_nb.tiny import checker, style_adapter, world
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_pairs_share_the_look_and_not_the_content():

@@ -5,17 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from imagegen_nb.tiny import checker, train_control, world
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _scene(*shapes, background="white", category="two_object"):
